@@ -1,0 +1,1 @@
+"""mlbench master: REST API, storage and executors."""

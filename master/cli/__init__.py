@@ -1,0 +1,1 @@
+"""The ``mlbench`` command line."""

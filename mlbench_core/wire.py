@@ -1,0 +1,88 @@
+"""What workers send to the master: metric batches, status updates and the final result.
+
+The worker's MetricsClient builds these models and the master validates its request bodies with
+the very same ones, so the two sides cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+METRIC_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_./:-]{0,127}$"
+MAX_BATCH_POINTS = 10_000
+PHASES = ("data", "forward", "backward", "communication", "optimizer", "metrics")
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class MetricPoint(BaseModel):
+    """One numeric sample ``(name, rank, step, epoch, wall time, value)``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=METRIC_NAME_PATTERN, examples=["train/loss"])
+    rank: int = Field(0, ge=0, le=65_535)
+    step: int = Field(ge=0, le=2**62)
+    epoch: Finite = Field(0.0, ge=0)
+    time: Finite = Field(description="Unix wall time in seconds when the value was measured.")
+    value: Finite
+
+    @staticmethod
+    def is_sendable(value: float) -> bool:
+        """JSON has no NaN/inf; the client drops such values and counts them instead."""
+        return math.isfinite(value)
+
+
+class MetricBatch(BaseModel):
+    """A batch of points; ``batch_id`` makes a retried batch count once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    points: list[MetricPoint] = Field(min_length=1, max_length=MAX_BATCH_POINTS)
+
+
+class StatusUpdate(BaseModel):
+    """A worker's report of its own state; the master maps it onto the run's state."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: Literal["running", "succeeded", "failed"]
+    rank: int = Field(0, ge=0, le=65_535)
+    reason: str = Field("", max_length=4000)
+
+
+class PhaseTimes(BaseModel):
+    """Seconds spent in each phase of a training step, summed over the run (rank 0)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: Finite = Field(0.0, ge=0)
+    forward: Finite = Field(0.0, ge=0)
+    backward: Finite = Field(0.0, ge=0)
+    communication: Finite = Field(0.0, ge=0)
+    optimizer: Finite = Field(0.0, ge=0)
+    metrics: Finite = Field(0.0, ge=0)
+
+
+class RunResult(BaseModel):
+    """The structured outcome of a run, written once by rank 0."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    goal_reached: bool
+    goal_metric: str | None = Field(None, pattern=METRIC_NAME_PATTERN)
+    goal_value: Finite | None = None
+    time_to_goal_s: Finite | None = Field(None, ge=0)
+    final_value: Finite | None = None
+    samples_per_s: Finite = Field(0.0, ge=0)
+    total_time_s: Finite = Field(0.0, ge=0)
+    steps: int = Field(0, ge=0)
+    epochs: Finite = Field(0.0, ge=0)
+    phases: PhaseTimes = Field(default_factory=PhaseTimes)
+    extra: dict[str, Finite | str | bool] = Field(
+        default_factory=dict, description="Task-specific scalar figures (e.g. peak bus bandwidth)."
+    )
