@@ -50,7 +50,9 @@ class EmbeddedMaster:
                 raise RuntimeError(f"the embedded master could not start on {self.url}")
             if time.monotonic() > end:
                 self.stop()
-                raise RuntimeError(f"the embedded master did not start within {self.start_timeout_s}s")
+                raise RuntimeError(
+                    f"the embedded master did not start within {self.start_timeout_s}s"
+                )
             time.sleep(0.05)
         return self
 

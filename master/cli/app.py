@@ -19,7 +19,9 @@ from master.cli.watch import follow, result_table
 from mlbench_core.spec import GoalKind, RunSpec, parse_override
 from mlbench_core.states import RunState
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
+)
 runs_app = typer.Typer(help="List, inspect, stop and delete runs.", no_args_is_help=True)
 metrics_app = typer.Typer(help="Export the metrics of a run.", no_args_is_help=True)
 benchmarks_app = typer.Typer(help="The benchmark catalog.", no_args_is_help=True)
@@ -31,10 +33,12 @@ out = Console()
 err = Console(stderr=True)
 
 ApiUrl = Annotated[
-    str | None, typer.Option("--api-url", help="Master URL (env MLBENCH_API_URL).", show_default=False)
+    str | None,
+    typer.Option("--api-url", help="Master URL (env MLBENCH_API_URL).", show_default=False),
 ]
 Token = Annotated[
-    str | None, typer.Option("--token", help="Admin token (env MLBENCH_ADMIN_TOKEN).", show_default=False)
+    str | None,
+    typer.Option("--token", help="Admin token (env MLBENCH_ADMIN_TOKEN).", show_default=False),
 ]
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 1, 2, 3
@@ -78,8 +82,14 @@ def serve(
 
 
 def _build_spec(
-    benchmark: str, name: str | None, workers: int, overrides: list[str], goal: GoalKind,
-    goal_value: float | None, seed: int, max_duration: int,
+    benchmark: str,
+    name: str | None,
+    workers: int,
+    overrides: list[str],
+    goal: GoalKind,
+    goal_value: float | None,
+    seed: int,
+    max_duration: int,
 ) -> RunSpec:
     try:
         pairs = dict(parse_override(text) for text in overrides)
@@ -106,12 +116,22 @@ def _build_spec(
 
 @app.command()
 def run(
-    benchmark: Annotated[str, typer.Argument(help="Benchmark id (see `mlbench benchmarks list`).")] = "digits-mlp",
-    workers: Annotated[int, typer.Option("--workers", "-n", min=1, max=256, help="Worker processes.")] = 2,
-    overrides: Annotated[list[str], typer.Option("--set", help="Setting override key=value (repeatable).")] = [],  # noqa: B006
+    benchmark: Annotated[
+        str, typer.Argument(help="Benchmark id (see `mlbench benchmarks list`).")
+    ] = "digits-mlp",
+    workers: Annotated[
+        int, typer.Option("--workers", "-n", min=1, max=256, help="Worker processes.")
+    ] = 2,
+    overrides: Annotated[
+        list[str], typer.Option("--set", help="Setting override key=value (repeatable).")
+    ] = [],  # noqa: B006
     goal: Annotated[GoalKind, typer.Option(help="Which goal to aim at.")] = GoalKind.full,
-    goal_value: Annotated[float | None, typer.Option(help="Custom goal value (implies --goal custom).")] = None,
-    name: Annotated[str | None, typer.Option(help="Run name (DNS label); default: benchmark-time.")] = None,
+    goal_value: Annotated[
+        float | None, typer.Option(help="Custom goal value (implies --goal custom).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Run name (DNS label); default: benchmark-time.")
+    ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
     max_duration: Annotated[int, typer.Option(min=1, help="Hard time limit in seconds.")] = 3600,
     detach: Annotated[bool, typer.Option(help="Submit and return without following.")] = False,
@@ -153,7 +173,9 @@ def _follow_with_stop(client: Client, run_id: int, spec: RunSpec) -> dict[str, A
 
 @runs_app.command("list")
 def runs_list(
-    state: Annotated[list[RunState], typer.Option(help="Only runs in this state (repeatable).")] = [],  # noqa: B006
+    state: Annotated[
+        list[RunState], typer.Option(help="Only runs in this state (repeatable).")
+    ] = [],  # noqa: B006
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
     offset: Annotated[int, typer.Option(min=0)] = 0,
     api_url: ApiUrl = None,
@@ -165,13 +187,17 @@ def runs_list(
         page = _api(conn.client.runs, [s.value for s in state], limit, offset)
     finally:
         conn.close()
-    table = Table(title=f"runs {offset + 1}–{offset + len(page['items'])} of {page['total']}")
+    table = Table(title=f"runs {offset + 1}-{offset + len(page['items'])} of {page['total']}")
     for column in ("id", "name", "benchmark", "workers", "state", "created"):
         table.add_column(column)
     for item in page["items"]:
         table.add_row(
-            str(item["id"]), item["name"], item["benchmark"], str(item["spec"]["workers"]),
-            item["state"], item["created_at"][:19],
+            str(item["id"]),
+            item["name"],
+            item["benchmark"],
+            str(item["spec"]["workers"]),
+            item["state"],
+            item["created_at"][:19],
         )
     out.print(table)
 
@@ -220,7 +246,9 @@ def runs_delete(run_id: int, api_url: ApiUrl = None, token: Token = None) -> Non
 def metrics_export(
     run_id: int,
     fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default: stdout).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File (default: stdout).")
+    ] = None,
     api_url: ApiUrl = None,
     token: Token = None,
 ) -> None:

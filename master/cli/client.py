@@ -62,7 +62,9 @@ class Client:
     def create_run(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/runs", json=spec)
 
-    def runs(self, state: list[str] | None = None, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+    def runs(
+        self, state: list[str] | None = None, limit: int = 50, offset: int = 0
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if state:
             params["state"] = state
@@ -89,7 +91,9 @@ class Client:
             raise
 
     def export(self, run_id: int, fmt: str) -> Iterator[bytes]:
-        with self._http.stream("GET", f"{API}/runs/{run_id}/metrics/export", params={"format": fmt}) as r:
+        with self._http.stream(
+            "GET", f"{API}/runs/{run_id}/metrics/export", params={"format": fmt}
+        ) as r:
             if r.status_code >= 400:
                 r.read()
                 raise ApiError(r.status_code, _detail(r))

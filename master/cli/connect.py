@@ -31,7 +31,9 @@ class Connection:
 
 
 def master_url(api_url: str | None, settings: Settings) -> str:
-    return (api_url or os.environ.get("MLBENCH_API_URL") or f"http://{settings.host}:{settings.port}").rstrip("/")
+    return (
+        api_url or os.environ.get("MLBENCH_API_URL") or f"http://{settings.host}:{settings.port}"
+    ).rstrip("/")
 
 
 def admin_token(token: str | None, settings: Settings) -> str | None:

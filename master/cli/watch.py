@@ -6,7 +6,14 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from master.cli.client import Client
@@ -34,7 +41,9 @@ class Follower:
                 return self.latest
 
 
-def _describe(run: dict[str, Any], goal_metric: str | None, value: float | None, target: float | None) -> str:
+def _describe(
+    run: dict[str, Any], goal_metric: str | None, value: float | None, target: float | None
+) -> str:
     text = f"run {run['id']} [bold]{run['state']}[/]"
     if goal_metric and value is not None:
         text += f"  {goal_metric}={value:.4g}"
@@ -55,7 +64,13 @@ def follow(
     """Show a live progress bar until the run is terminal; returns the final run."""
     progress_f = Follower(client, run_id, "progress")
     goal_f = Follower(client, run_id, goal_metric) if goal_metric else None
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(f"run {run_id} queued", total=1.0)
         while True:
@@ -64,7 +79,11 @@ def follow(
             value = goal_f.poll() if goal_f else None
             if run["state"] == RunState.succeeded:
                 fraction = 1.0
-            bar.update(task, completed=fraction or 0.0, description=_describe(run, goal_metric, value, target))
+            bar.update(
+                task,
+                completed=fraction or 0.0,
+                description=_describe(run, goal_metric, value, target),
+            )
             if RunState(run["state"]).terminal:
                 return run
             time.sleep(poll_s)
@@ -83,7 +102,11 @@ def result_table(run: dict[str, Any], result: dict[str, Any] | None) -> Table:
         table.add_row("result", "none reported")
         return table
     metric = result.get("goal_metric")
-    goal = f"{metric} ≥/≤ {result['goal_value']:g}" if metric and result.get("goal_value") is not None else "—"
+    goal = (
+        f"{metric} ≥/≤ {result['goal_value']:g}"
+        if metric and result.get("goal_value") is not None
+        else "—"
+    )
     table.add_row("goal", goal)
     table.add_row("goal reached", "[green]yes[/]" if result["goal_reached"] else "[red]no[/]")
     table.add_row("time to goal", _seconds(result.get("time_to_goal_s")))
@@ -95,7 +118,9 @@ def result_table(run: dict[str, Any], result: dict[str, Any] | None) -> Table:
     phases = result["phases"]
     spent = sum(phases[p] for p in PHASES) or 1.0
     for phase in PHASES:
-        table.add_row(f"  {phase}", f"{phases[phase]:.3f} s  ({100 * phases[phase] / spent:4.1f} %)")
+        table.add_row(
+            f"  {phase}", f"{phases[phase]:.3f} s  ({100 * phases[phase] / spent:4.1f} %)"
+        )
     for key, value in sorted(result.get("extra", {}).items()):
         table.add_row(f"  {key}", f"{value:.4g}" if isinstance(value, float) else str(value))
     return table

@@ -55,5 +55,5 @@ class Executor(ABC):
     def reattach(self, run_id: int, ref: dict[str, Any]) -> bool:
         """After a master restart: watch the run again if its workers still live."""
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> None:  # noqa: B027 - optional hook, most executors own nothing
         """Stop watching (and, for executors that own processes, stop them)."""

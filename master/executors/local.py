@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from master.executors.base import Executor, ExitCallback, Exit, Launch
+from master.executors.base import Executor, Exit, ExitCallback, Launch
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,9 @@ class LocalExecutor(Executor):
         with self._lock:
             self._procs[launch.run_id] = proc
         deadline = time.monotonic() + launch.spec.max_duration_s + self.grace_s
-        self._watch(launch.run_id, lambda: self._wait_child(launch.run_id, proc, deadline, log_path))
+        self._watch(
+            launch.run_id, lambda: self._wait_child(launch.run_id, proc, deadline, log_path)
+        )
         return {
             "pid": proc.pid,
             "pgid": proc.pid,

@@ -1,0 +1,121 @@
+"""FastAPI dependencies: the app's state, a session per request, and who may do what."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from master.auth import Principal, authenticate
+from master.executors.base import Executor
+from master.settings import Settings
+
+
+@dataclass
+class MasterState:
+    """What the lifespan builds and every request uses (``app.state.mlbench``)."""
+
+    settings: Settings
+    engine: Engine
+    sessionmaker: sessionmaker[Session]
+    executors: Mapping[str, Executor]
+    admin_token: str
+
+
+def get_state(request: Request) -> MasterState:
+    return request.app.state.mlbench
+
+
+StateDep = Annotated[MasterState, Depends(get_state)]
+
+
+def get_settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_executors(state: StateDep) -> Mapping[str, Executor]:
+    return state.executors
+
+
+ExecutorsDep = Annotated[Mapping[str, Executor], Depends(get_executors)]
+
+
+def get_session(state: StateDep) -> Iterator[Session]:
+    with state.sessionmaker() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+_bearer = HTTPBearer(auto_error=False, description="Admin token or the run's worker token.")
+CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def _forbidden(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_403_FORBIDDEN, detail=detail)
+
+
+def require_principal(
+    state: StateDep, session: SessionDep, credentials: CredentialsDep
+) -> Principal:
+    """Any valid token (admin or a worker token of any run); 401 otherwise."""
+    if credentials is None:
+        raise _unauthorized("missing bearer token (header 'Authorization: Bearer <token>')")
+    principal = authenticate(session, state.admin_token, credentials.credentials)
+    if principal is None:
+        raise _unauthorized("invalid token")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(require_principal)]
+
+
+def require_admin(principal: PrincipalDep) -> Principal:
+    if not principal.is_admin:
+        raise _forbidden("this route needs the admin token; a worker token may not use it")
+    return principal
+
+
+def require_reader(
+    state: StateDep, session: SessionDep, credentials: CredentialsDep
+) -> Principal | None:
+    """Reads are open unless MLBENCH_AUTH_READS is set; then any valid token will do."""
+    if not state.settings.auth_reads:
+        return None
+    return require_principal(state, session, credentials)
+
+
+def require_run_worker(run_id: int, principal: PrincipalDep) -> Principal:
+    """The worker token of the run in the path (metrics, result)."""
+    if principal.is_admin:
+        raise _forbidden(f"this route takes the worker token of run {run_id}, not the admin token")
+    if principal.run_id != run_id:
+        raise _forbidden(f"this worker token belongs to another run, not to run {run_id}")
+    return principal
+
+
+def require_run_worker_or_admin(run_id: int, principal: PrincipalDep) -> Principal:
+    """The worker token of the run in the path, or the admin token (status reports)."""
+    if not principal.is_admin and principal.run_id != run_id:
+        raise _forbidden(f"this worker token belongs to another run, not to run {run_id}")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(require_admin)]
+ReaderDep = Annotated[Principal | None, Depends(require_reader)]
+WorkerDep = Annotated[Principal, Depends(require_run_worker)]
+WorkerOrAdminDep = Annotated[Principal, Depends(require_run_worker_or_admin)]

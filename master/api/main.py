@@ -1,0 +1,16 @@
+"""All routes of API v1."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from master.api.routes import benchmarks, health, metrics, results, runs
+
+API_PREFIX = "/api/v1"
+
+api_router = APIRouter(prefix=API_PREFIX)
+api_router.include_router(health.router)
+api_router.include_router(benchmarks.router)
+api_router.include_router(runs.router)
+api_router.include_router(metrics.router)
+api_router.include_router(results.router)

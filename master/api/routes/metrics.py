@@ -1,0 +1,103 @@
+"""Metric points of a run: batched writes from workers, cursor reads, names, export."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from master.api.deps import ReaderDep, SessionDep, SettingsDep, StateDep, WorkerDep
+from master.schemas import ErrorPublic, IngestResult, MetricName, MetricsPage
+from master.services import export, metrics, runs
+from mlbench_core import wire
+
+router = APIRouter(prefix="/runs/{run_id}/metrics", tags=["metrics"])
+
+_AUTH = {401: {"model": ErrorPublic}, 403: {"model": ErrorPublic}}
+_NOT_FOUND = {404: {"model": ErrorPublic}}
+
+
+class ExportFormat(StrEnum):
+    csv = "csv"
+    json = "json"
+
+
+@router.post("", responses={**_AUTH, **_NOT_FOUND, 409: {"model": ErrorPublic}})
+def post_metrics(
+    run_id: int,
+    batch: wire.MetricBatch,
+    session: SessionDep,
+    settings: SettingsDep,
+    _worker: WorkerDep,
+) -> IngestResult:
+    """Store a batch once: a repeated ``batch_id`` stores nothing and says ``duplicate``."""
+    return metrics.ingest(session, run_id, batch, settings.metrics_grace_s)
+
+
+@router.get("", responses={**_AUTH, **_NOT_FOUND})
+def get_metrics(
+    run_id: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    _reader: ReaderDep,
+    name: Annotated[list[str] | None, Query(description="Only these names (repeatable).")] = None,
+    rank: Annotated[list[int] | None, Query(description="Only these ranks (repeatable).")] = None,
+    cursor: Annotated[int, Query(ge=0, description="next_cursor of the last read; 0 = start.")] = 0,
+    limit: Annotated[
+        int | None, Query(ge=1, description="Points to read (capped by max_points_per_read).")
+    ] = None,
+    max_points: Annotated[
+        int | None, Query(ge=4, description="Downsample each (name, rank) series to this many.")
+    ] = None,
+) -> MetricsPage:
+    """Points stored after ``cursor`` in id order; reading on with ``next_cursor`` returns
+    every point exactly once."""
+    cap = settings.max_points_per_read
+    return metrics.read_points(
+        session,
+        run_id,
+        names=name or [],
+        ranks=rank or [],
+        cursor=cursor,
+        limit=min(limit or cap, cap),
+        max_points=max_points,
+    )
+
+
+@router.get("/names", responses={**_AUTH, **_NOT_FOUND})
+def get_metric_names(run_id: int, session: SessionDep, _reader: ReaderDep) -> list[MetricName]:
+    """The metric names of a run with their ranks and point counts."""
+    return metrics.metric_names(session, run_id)
+
+
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={
+        **_AUTH,
+        **_NOT_FOUND,
+        200: {"content": {"text/csv": {}, "application/json": {}}, "description": "All points."},
+    },
+)
+def export_metrics(
+    run_id: int,
+    session: SessionDep,
+    state: StateDep,
+    _reader: ReaderDep,
+    format: ExportFormat = ExportFormat.csv,
+) -> StreamingResponse:
+    """All points of the run, streamed. CSV header: ``name,rank,step,epoch,time,value``."""
+    runs.ensure_run(session, run_id)
+    session.close()  # the stream reads with its own short sessions
+    if format is ExportFormat.csv:
+        body, media = export.csv_stream(state.sessionmaker, run_id), "text/csv; charset=utf-8"
+    else:
+        body, media = export.json_stream(state.sessionmaker, run_id), "application/json"
+    filename = f"run-{run_id}-metrics.{format.value}"
+    return StreamingResponse(
+        body,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

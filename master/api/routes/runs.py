@@ -1,0 +1,99 @@
+"""Runs: create (and start), list, read, stop, delete, and worker status reports."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from master.api.deps import (
+    AdminDep,
+    ExecutorsDep,
+    ReaderDep,
+    SessionDep,
+    SettingsDep,
+    WorkerOrAdminDep,
+)
+from master.schemas import ErrorPublic, RunPublic, RunsPublic
+from master.services import lifecycle, runs
+from mlbench_core.spec import RunSpec
+from mlbench_core.states import RunState
+from mlbench_core.wire import StatusUpdate
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+_AUTH = {401: {"model": ErrorPublic}, 403: {"model": ErrorPublic}}
+_NOT_FOUND = {404: {"model": ErrorPublic}}
+_CONFLICT = {409: {"model": ErrorPublic}}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses={**_AUTH, **_CONFLICT})
+def create_run(
+    spec: RunSpec,
+    session: SessionDep,
+    settings: SettingsDep,
+    executors: ExecutorsDep,
+    _admin: AdminDep,
+) -> RunPublic:
+    """Store the run and start its workers. If the executor cannot start them the run is
+    still created, in state ``failed`` with the executor's message as reason."""
+    run_id = runs.create_run(session, spec, executors, settings.resolved_public_url)
+    return RunPublic.from_row(runs.get_run(session, run_id))
+
+
+@router.get("", responses=_AUTH)
+def list_runs(
+    session: SessionDep,
+    _reader: ReaderDep,
+    state: Annotated[list[RunState] | None, Query(description="Repeat to match several.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> RunsPublic:
+    """Runs, newest first."""
+    items, total = runs.list_runs(session, state or [], limit, offset)
+    return RunsPublic(
+        items=[RunPublic.from_row(run) for run in items], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/{run_id}", responses={**_AUTH, **_NOT_FOUND})
+def get_run(run_id: int, session: SessionDep, _reader: ReaderDep) -> RunPublic:
+    return RunPublic.from_row(runs.get_run(session, run_id))
+
+
+@router.post(
+    "/{run_id}/stop",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={**_AUTH, **_NOT_FOUND, **_CONFLICT, 502: {"model": ErrorPublic}},
+)
+def stop_run(
+    run_id: int, session: SessionDep, executors: ExecutorsDep, _admin: AdminDep
+) -> RunPublic:
+    """Ask the workers to end; the run is ``stopping`` until the executor reports the exit
+    (a queued run is ``stopped`` at once)."""
+    runs.stop_run(session, run_id, executors)
+    return RunPublic.from_row(runs.get_run(session, run_id))
+
+
+@router.delete(
+    "/{run_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_AUTH, **_NOT_FOUND, **_CONFLICT},
+)
+def delete_run(run_id: int, session: SessionDep, _admin: AdminDep) -> Response:
+    """Delete an ended run with its transitions, metrics and result."""
+    runs.delete_run(session, run_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{run_id}/status", responses={**_AUTH, **_NOT_FOUND})
+def report_status(
+    run_id: int,
+    update: StatusUpdate,
+    session: SessionDep,
+    executors: ExecutorsDep,
+    _writer: WorkerOrAdminDep,
+) -> RunPublic:
+    """A worker's report; an ended run is returned unchanged (the first terminal state wins)."""
+    lifecycle.apply_status(session, run_id, update, executors)
+    return RunPublic.from_row(runs.get_run(session, run_id))

@@ -1,0 +1,109 @@
+"""The FastAPI application: ``create_app(settings, executors)``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from functools import partial
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from master import __version__
+from master.api.deps import MasterState
+from master.api.main import api_router
+from master.auth import ensure_admin_token
+from master.db import make_engine, make_sessionmaker
+from master.errors import ServiceError, Unprocessable
+from master.executors.base import Executor, Exit
+from master.migrate import upgrade
+from master.services.lifecycle import handle_exit, reconcile
+from master.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None, executors: Mapping[str, Executor] | None = None
+) -> FastAPI:
+    """Build the master app. Startup (the lifespan) migrates the database, ensures the admin
+    token, builds the executors unless given, and re-attaches to runs left live.
+
+    Executors passed in must report exits to ``app.state.on_exit`` (callable from any thread
+    once the app has started), e.g. ``MyExecutor(on_exit=lambda e: app.state.on_exit(e))``.
+    """
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.resolved_database_url
+        upgrade(url)
+        admin_token = ensure_admin_token(settings)
+        engine = make_engine(url)
+        sessions = make_sessionmaker(engine)
+        on_exit = partial(handle_exit, sessions)
+        app.state.on_exit = on_exit
+        built = executors if executors is not None else _default_executors(settings, on_exit)
+        app.state.mlbench = MasterState(settings, engine, sessions, built, admin_token)
+        reconcile(sessions, built)
+        try:
+            yield
+        finally:
+            for name, executor in built.items():
+                try:
+                    executor.shutdown()
+                except Exception:
+                    log.exception("executor %s did not shut down cleanly", name)
+            engine.dispose()
+
+    app = FastAPI(
+        title="mlbench master",
+        version=__version__,
+        description="Starts distributed ML benchmark runs and stores their metrics and results.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.on_exit = _not_started
+    app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.include_router(api_router)
+    return app
+
+
+def _default_executors(settings: Settings, on_exit: partial[None]) -> dict[str, Executor]:
+    # Imported here: the local executor pulls in process management the API layer never needs.
+    from master.executors.local import LocalExecutor
+
+    return {
+        "local": LocalExecutor(
+            on_exit=on_exit, runs_dir=settings.data_dir / "runs", grace_s=settings.stop_grace_s
+        )
+    }
+
+
+def _not_started(exit: Exit) -> None:
+    log.error("exit of run %s reported before the master started; ignored", exit.run_id)
+
+
+def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+    if isinstance(exc, Unprocessable):
+        # Same shape as FastAPI's own validation errors, so clients parse one 422 format.
+        errors = [{"type": "value_error", "loc": list(exc.loc), "msg": exc.detail}]
+        return JSONResponse(status_code=exc.status_code, content={"detail": errors})
+    return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail})
+
+
+def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 list, each error with ``type``, ``loc`` and ``msg``.
+
+    The default handler also echoes each error's ``input``: that fails outright for a NaN
+    (JSON has none, so the client would get a 500 instead of the 422) and would send whole
+    metric batches back.
+    """
+    errors = [
+        {"type": error["type"], "loc": list(error["loc"]), "msg": error["msg"]}
+        for error in exc.errors()
+    ]
+    return JSONResponse(status_code=422, content={"detail": errors})

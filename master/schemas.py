@@ -1,0 +1,182 @@
+"""Response models of the API. Request bodies are the shared models themselves:
+``mlbench_core.spec.RunSpec`` for run creation and ``mlbench_core.wire`` for worker reports."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationError
+
+from master.models import Result, Run, RunTransition
+from mlbench_core.spec import Backend, ExecutorKind, Goal, GoalKind, Resources, RunSpec
+from mlbench_core.states import RunState
+from mlbench_core.wire import PhaseTimes, RunResult
+
+_TS_EXAMPLE = "2026-01-01T12:00:00+00:00"
+
+
+class ErrorPublic(BaseModel):
+    """Every error except 422: one readable line."""
+
+    detail: str = Field(examples=["run 7 does not exist"])
+
+
+class HealthPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"status": "ok", "database": "sqlite", "version": "0.1.0"}]}
+    )
+
+    status: Literal["ok"] = "ok"
+    database: str = Field(description="SQLAlchemy dialect: sqlite or postgresql.")
+    version: str
+
+
+class GoalPublic(BaseModel):
+    metric: str = Field(examples=["val/accuracy"])
+    higher_is_better: bool
+    full: float
+    light: float
+
+
+class BenchmarkPublic(BaseModel):
+    """One catalog entry (``Task.describe()``)."""
+
+    id: str = Field(examples=["digits-mlp"])
+    title: str
+    description: str
+    goal: GoalPublic | None
+    settings: dict[str, Any] = Field(description="JSON schema of the task's settings.")
+
+
+class TransitionPublic(BaseModel):
+    from_state: RunState | None = Field(examples=["starting"])
+    to_state: RunState = Field(examples=["running"])
+    at: datetime = Field(examples=[_TS_EXAMPLE])
+    reason: str = Field(examples=["rank 0 reported running"])
+
+    @classmethod
+    def from_row(cls, row: RunTransition) -> TransitionPublic:
+        return cls(from_state=row.from_state, to_state=row.to_state, at=row.at, reason=row.reason)
+
+
+class RunPublic(BaseModel):
+    id: int = Field(examples=[1])
+    name: str = Field(examples=["digits-2w"])
+    benchmark: str = Field(examples=["digits-mlp"])
+    state: RunState = Field(examples=["running"])
+    reason: str = Field(examples=["rank 0 reported running"])
+    # Built only from stored specs (validated when the run was created); validating again
+    # would re-check them against today's catalog, see ``load_spec``.
+    spec: SkipValidation[RunSpec]
+    created_at: datetime = Field(examples=[_TS_EXAMPLE])
+    started_at: datetime | None = Field(examples=[_TS_EXAMPLE])
+    finished_at: datetime | None = Field(examples=[None])
+    exit_code: int | None = Field(examples=[None])
+    transitions: list[TransitionPublic] = Field(default_factory=list)
+
+    @classmethod
+    def from_row(cls, run: Run, *, with_transitions: bool = True) -> RunPublic:
+        transitions = (
+            [TransitionPublic.from_row(t) for t in run.transitions] if with_transitions else []
+        )
+        return cls(
+            id=run.id,
+            name=run.name,
+            benchmark=run.benchmark,
+            state=RunState(run.state),
+            reason=run.reason,
+            spec=load_spec(run.spec),
+            created_at=run.created_at,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            exit_code=run.exit_code,
+            transitions=transitions,
+        )
+
+
+class RunsPublic(BaseModel):
+    """One page of runs, newest first."""
+
+    items: list[RunPublic]
+    total: int = Field(description="Number of runs matching the filter, over all pages.")
+    limit: int
+    offset: int
+
+
+class MetricPointPublic(BaseModel):
+    name: str = Field(examples=["train/loss"])
+    rank: int = Field(examples=[0])
+    step: int = Field(examples=[120])
+    epoch: float = Field(examples=[1.5])
+    time: float = Field(examples=[1767268800.25])
+    value: float = Field(examples=[0.183])
+
+
+class MetricsPage(BaseModel):
+    points: list[MetricPointPublic] = Field(description="Points ordered by id.")
+    next_cursor: int = Field(
+        description="Pass as ?cursor= to read only points stored after this page (0 = start)."
+    )
+    has_more: bool = Field(
+        False, description="True when more points after next_cursor were already stored."
+    )
+
+
+class MetricName(BaseModel):
+    name: str = Field(examples=["train/loss"])
+    ranks: list[int] = Field(examples=[[0, 1]])
+    count: int = Field(description="Points stored under this name, all ranks.", examples=[240])
+
+
+class IngestResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"stored": 120, "duplicate": False}]})
+
+    stored: int = Field(description="Points stored by this request (0 for a repeated batch).")
+    duplicate: bool = Field(description="True when this batch_id had been stored before.")
+
+
+class ResultPublic(RunResult):
+    """The run's ``RunResult`` plus the run it belongs to."""
+
+    run_id: int = Field(examples=[1])
+
+    @classmethod
+    def from_row(cls, row: Result) -> ResultPublic:
+        return cls(
+            run_id=row.run_id,
+            goal_reached=row.goal_reached,
+            goal_metric=row.goal_metric,
+            goal_value=row.goal_value,
+            time_to_goal_s=row.time_to_goal_s,
+            final_value=row.final_value,
+            samples_per_s=row.samples_per_s,
+            total_time_s=row.total_time_s,
+            steps=row.steps,
+            epochs=row.epochs,
+            phases=PhaseTimes(
+                **{name: getattr(row, f"{name}_s") for name in PhaseTimes.model_fields}
+            ),
+            extra=row.extra,
+        )
+
+
+def load_spec(data: dict[str, Any]) -> RunSpec:
+    """The stored spec of a run as a RunSpec.
+
+    Validated normally; should the catalog have changed since the run was created (benchmark
+    renamed, setting removed), the stored values are shown as they are instead of failing to
+    list old runs.
+    """
+    try:
+        return RunSpec.model_validate(data)
+    except ValidationError:
+        fields = {key: value for key, value in data.items() if key in RunSpec.model_fields}
+        goal = dict(fields.get("goal") or {})
+        fields["backend"] = Backend(fields.get("backend", Backend.gloo))
+        fields["executor"] = ExecutorKind(fields.get("executor", ExecutorKind.local))
+        fields["resources"] = Resources.model_construct(**(fields.get("resources") or {}))
+        fields["goal"] = Goal.model_construct(
+            kind=GoalKind(goal.get("kind", GoalKind.full)), value=goal.get("value")
+        )
+        return RunSpec.model_construct(**fields)

@@ -1,0 +1,1 @@
+"""Business logic of the master: run lifecycle, metrics, results."""

@@ -1,0 +1,76 @@
+"""A real master (embedded uvicorn, real LocalExecutor) on a free port, SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from master.server import EmbeddedMaster
+from master.settings import Settings
+from tests.conftest import free_port
+from tests.pg import fresh_database
+
+
+@dataclass
+class LiveMaster:
+    url: str
+    settings: Settings
+    http: httpx.Client
+
+    def create(self, **spec: Any) -> dict[str, Any]:
+        response = self.http.post("/api/v1/runs", json=spec)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def get(self, run_id: int) -> dict[str, Any]:
+        response = self.http.get(f"/api/v1/runs/{run_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait(self, run_id: int, states: set[str], timeout_s: float = 180.0) -> dict[str, Any]:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            run = self.get(run_id)
+            if run["state"] in states:
+                return run
+            time.sleep(0.25)
+        raise AssertionError(f"run {run_id} not in {states} after {timeout_s}s: {self.get(run_id)}")
+
+
+def _start(tmp_path: Path, database_url: str | None) -> Iterator[LiveMaster]:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        port=free_port(),
+        admin_token="integration-admin-token",
+        stop_grace_s=5.0,
+    )
+    master = EmbeddedMaster(settings).start()
+    http = httpx.Client(
+        base_url=master.url, headers={"Authorization": "Bearer integration-admin-token"}, timeout=30
+    )
+    try:
+        yield LiveMaster(master.url, settings, http)
+    finally:
+        http.close()
+        master.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def live_master(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveMaster]:
+    if request.param == "sqlite":
+        yield from _start(tmp_path, None)
+        return
+    with fresh_database() as url:
+        yield from _start(tmp_path, url)
+
+
+@pytest.fixture
+def sqlite_master(tmp_path: Path) -> Iterator[LiveMaster]:
+    yield from _start(tmp_path, None)

@@ -1,0 +1,99 @@
+"""A real 2-process gloo run through a real master: goal, stored points, states, result, stop."""
+
+from __future__ import annotations
+
+import psutil
+import pytest
+
+from tests.integration.conftest import LiveMaster
+
+pytestmark = pytest.mark.slow
+
+
+def test_digits_run_reaches_goal_and_everything_is_stored(live_master: LiveMaster) -> None:
+    created = live_master.create(name="digits-int", benchmark="digits-mlp", workers=2, seed=3)
+    assert created["state"] in ("queued", "starting")
+
+    run = live_master.wait(created["id"], {"succeeded", "failed", "stopped"})
+    assert run["state"] == "succeeded", run["reason"]
+    path = [t["to_state"] for t in run["transitions"]]
+    assert path == ["queued", "starting", "running", "succeeded"]
+    assert all(t["at"] for t in run["transitions"])
+    assert run["started_at"] and run["finished_at"]
+
+    result = live_master.http.get(f"/api/v1/runs/{run['id']}/result").json()
+    assert result["goal_reached"] is True
+    assert result["goal_metric"] == "val/accuracy"
+    assert result["final_value"] >= 0.96
+    assert 0 < result["time_to_goal_s"] <= result["total_time_s"]
+    assert result["samples_per_s"] > 0
+    phases = result["phases"]
+    assert phases["forward"] > 0 and phases["backward"] > 0 and phases["communication"] > 0
+    assert sum(phases.values()) <= result["total_time_s"] * 1.01
+
+    names = {
+        n["name"]: n for n in live_master.http.get(f"/api/v1/runs/{run['id']}/metrics/names").json()
+    }
+    assert {"train/loss", "val/accuracy", "progress"} <= set(names)
+    accuracy = live_master.http.get(
+        f"/api/v1/runs/{run['id']}/metrics", params={"name": "val/accuracy", "rank": 0}
+    ).json()["points"]
+    assert accuracy and accuracy[-1]["value"] == pytest.approx(result["final_value"])
+    steps = [p["step"] for p in accuracy]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)  # each point stored once
+
+
+def _workers_of_this_process() -> list[psutil.Process]:
+    """The launcher and worker processes the embedded master started."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        cmd = " ".join(proc.cmdline())
+        if "torch.distributed.run" in cmd or "worker.main" in cmd:
+            found.append(proc)
+    return found
+
+
+def test_stop_ends_every_process_and_stores_stopped(sqlite_master: LiveMaster) -> None:
+    created = sqlite_master.create(
+        name="digits-stop",
+        benchmark="digits-mlp",
+        workers=2,
+        goal={"kind": "custom", "value": 1.5},  # unreachable: the run trains until stopped
+        overrides={"epochs": 10000},
+    )
+    sqlite_master.wait(created["id"], {"running"}, timeout_s=120)
+    procs = _workers_of_this_process()
+    assert len(procs) >= 3, [p.cmdline() for p in procs]  # launcher + 2 workers
+
+    response = sqlite_master.http.post(f"/api/v1/runs/{created['id']}/stop")
+    assert response.status_code == 202, response.text
+    assert response.json()["state"] == "stopping"
+
+    run = sqlite_master.wait(created["id"], {"stopped", "failed", "succeeded"}, timeout_s=60)
+    assert run["state"] == "stopped"
+    assert [t["to_state"] for t in run["transitions"]][-2:] == ["stopping", "stopped"]
+    _, alive = psutil.wait_procs(procs, timeout=10)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], "orphaned worker processes"
+
+    again = sqlite_master.http.post(f"/api/v1/runs/{created['id']}/stop")
+    assert again.status_code == 409
+
+
+def test_a_killed_worker_fails_the_run_with_a_reason(sqlite_master: LiveMaster) -> None:
+    created = sqlite_master.create(
+        name="digits-kill",
+        benchmark="digits-mlp",
+        workers=2,
+        goal={"kind": "custom", "value": 1.5},
+        overrides={"epochs": 10000},
+    )
+    sqlite_master.wait(created["id"], {"running"}, timeout_s=120)
+    workers = [p for p in _workers_of_this_process() if "worker.main" in " ".join(p.cmdline())]
+    workers = [p for p in workers if "torch.distributed.run" not in " ".join(p.cmdline())]
+    assert workers, "no worker processes found"
+    workers[-1].kill()
+
+    run = sqlite_master.wait(created["id"], {"succeeded", "failed", "stopped"}, timeout_s=60)
+    assert run["state"] == "failed"
+    assert run["reason"], "a failed run must say why"
+    assert run["exit_code"] not in (None, 0)
