@@ -45,7 +45,7 @@ EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 1, 2, 3
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}", highlight=False)
+    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

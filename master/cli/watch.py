@@ -93,6 +93,16 @@ def _seconds(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f} s"
 
 
+def _direction(benchmark: str) -> str:
+    from mlbench_core.tasks import get_task
+
+    try:
+        goal = get_task(benchmark).goal
+    except ValueError:  # a benchmark this installation does not ship
+        return "→"
+    return "≥" if goal is None or goal.higher_is_better else "≤"
+
+
 def result_table(run: dict[str, Any], result: dict[str, Any] | None) -> Table:
     table = Table(title=f"run {run['id']} · {run['name']} · {run['benchmark']}", show_header=False)
     table.add_column("what", style="bold")
@@ -102,11 +112,9 @@ def result_table(run: dict[str, Any], result: dict[str, Any] | None) -> Table:
         table.add_row("result", "none reported")
         return table
     metric = result.get("goal_metric")
-    goal = (
-        f"{metric} ≥/≤ {result['goal_value']:g}"
-        if metric and result.get("goal_value") is not None
-        else "—"
-    )
+    goal = "—"
+    if metric and result.get("goal_value") is not None:
+        goal = f"{metric} {_direction(run['benchmark'])} {result['goal_value']:g}"
     table.add_row("goal", goal)
     table.add_row("goal reached", "[green]yes[/]" if result["goal_reached"] else "[red]no[/]")
     table.add_row("time to goal", _seconds(result.get("time_to_goal_s")))
