@@ -141,4 +141,3 @@ def parse_override(text: str) -> tuple[str, Scalar]:
         except ValueError:
             continue
     return key, value
-

@@ -22,7 +22,9 @@ class RunState(StrEnum):
 TERMINAL = frozenset({RunState.succeeded, RunState.failed, RunState.stopped})
 
 _ALLOWED: dict[RunState, frozenset[RunState]] = {
-    RunState.queued: frozenset({RunState.starting, RunState.stopping, RunState.stopped, RunState.failed}),
+    RunState.queued: frozenset(
+        {RunState.starting, RunState.stopping, RunState.stopped, RunState.failed}
+    ),
     RunState.starting: frozenset(
         {RunState.running, RunState.stopping, RunState.stopped, RunState.failed, RunState.succeeded}
     ),

@@ -1,0 +1,1 @@
+"""Tests of the worker entrypoint, run as real processes."""

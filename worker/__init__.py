@@ -1,0 +1,1 @@
+"""mlbench worker: the entrypoint that runs one rank of a run."""

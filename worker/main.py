@@ -1,0 +1,407 @@
+"""mlbench-worker: one rank of one run (DESIGN.md: Worker environment).
+
+Started by ``torch.distributed.run`` (local executor) or as a StatefulSet pod (Argo executor).
+Reads the run's spec, joins the process group, runs the task, and reports status, metrics and
+the result to the master.
+
+Exit codes: 0 done (or the run had already ended: nothing to do), 1 the run failed here,
+2 bad invocation (spec or environment), 143 terminated by SIGTERM (the master stops runs by
+sending SIGTERM to the workers' process group), 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import numpy as np
+import platformdirs
+import torch
+from pydantic import ValidationError
+
+from mlbench_core import distributed as mdist
+from mlbench_core.distributed import DistEnv, DistEnvError
+from mlbench_core.metrics_client import MetricsClient, NullReporter, Reporter
+from mlbench_core.spec import RunSpec
+from mlbench_core.states import TERMINAL, RunState
+from mlbench_core.tasks import TaskContext, get_task
+from mlbench_core.tracker import Tracker
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+log = logging.getLogger("mlbench.worker")
+
+
+# A run in one of these states must not be trained (again): StatefulSets restart exited
+# containers, and a worker must never train a run twice.
+_NO_TRAINING_STATES = frozenset({*(s.value for s in TERMINAL), RunState.stopping.value})
+
+
+class UsageError(Exception):
+    """Bad invocation: printed as one line, exit code 2."""
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by the SIGTERM handler.
+
+    A BaseException, so that ``except Exception`` blocks in task code do not swallow it.
+    """
+
+
+@dataclass(frozen=True)
+class ReportEnv:
+    """Where and as whom this worker reports (``MLBENCH_*`` variables)."""
+
+    api_url: str
+    run_id: int
+    token: str
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="mlbench-worker",
+        description="Run one rank of an mlbench run (torchrun environment + MLBENCH_* variables).",
+    )
+    parser.add_argument(
+        "--spec",
+        metavar="FILE",
+        help="RunSpec JSON file; default: the MLBENCH_SPEC environment variable (JSON text).",
+    )
+    parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="Local debugging: report nothing to a master; MLBENCH_API_URL/RUN_ID/TOKEN unused.",
+    )
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=float(os.environ.get("MLBENCH_DIST_TIMEOUT_S", "600")),
+        metavar="SECONDS",
+        help="Timeout of the rendezvous and of every collective (default 600, env "
+        "MLBENCH_DIST_TIMEOUT_S).",
+    )
+    parser.add_argument(
+        "--linger",
+        action="store_true",
+        default=_truthy(os.environ.get("MLBENCH_LINGER", "")),
+        help="After a clean end, sleep until terminated instead of exiting (for StatefulSet "
+        "pods, whose exited containers are restarted; env MLBENCH_LINGER=1).",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("MLBENCH_LOG_LEVEL", "INFO"),
+        help="Python logging level (default INFO, env MLBENCH_LOG_LEVEL).",
+    )
+    return parser.parse_args(argv)
+
+
+def _truthy(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+def load_spec(path: str | None, environ: Mapping[str, str]) -> RunSpec:
+    """Read and validate the RunSpec; every problem becomes one readable ``UsageError``."""
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read spec file {path}: {exc.strerror or exc}") from None
+        source = path
+    else:
+        text = environ.get("MLBENCH_SPEC", "")
+        if not text.strip():
+            raise UsageError("no run spec: pass --spec FILE or set MLBENCH_SPEC to RunSpec JSON")
+        source = "MLBENCH_SPEC"
+    try:
+        return RunSpec.model_validate_json(text)
+    except ValidationError as exc:
+        raise UsageError(
+            f"invalid run spec in {source}: {describe_validation_error(exc)}"
+        ) from None
+
+
+def describe_validation_error(exc: Exception) -> str:
+    """The first pydantic error as ``field: message``, plus how many more there are."""
+    if not isinstance(exc, ValidationError):
+        return _one_line(str(exc))
+    errors = exc.errors()
+    if not errors:
+        return _one_line(str(exc))
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    message = str(first.get("msg", "invalid"))
+    message = message.removeprefix("Value error, ")
+    text = f"{where}: {message}" if where else message
+    if len(errors) > 1:
+        text += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
+    return _one_line(text)
+
+
+def read_report_env(environ: Mapping[str, str]) -> ReportEnv:
+    missing = [
+        name
+        for name in ("MLBENCH_API_URL", "MLBENCH_RUN_ID", "MLBENCH_TOKEN")
+        if not environ.get(name, "").strip()
+    ]
+    if missing:
+        raise UsageError(
+            f"environment variable{'s' if len(missing) > 1 else ''} {', '.join(missing)} not set "
+            "(needed to report to the master; use --no-report for local debugging)"
+        )
+    raw_id = environ["MLBENCH_RUN_ID"].strip()
+    try:
+        run_id = int(raw_id)
+    except ValueError:
+        raise UsageError(f"MLBENCH_RUN_ID={raw_id!r} is not an integer") from None
+    if run_id < 0:
+        raise UsageError(f"MLBENCH_RUN_ID={run_id} must be >= 0")
+    url = environ["MLBENCH_API_URL"].strip()
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"MLBENCH_API_URL={url!r} is not an http(s) URL")
+    return ReportEnv(url, run_id, environ["MLBENCH_TOKEN"].strip())
+
+
+def data_dir_from(environ: Mapping[str, str]) -> Path:
+    configured = environ.get("MLBENCH_DATA_DIR", "").strip()
+    if configured:
+        return Path(configured)
+    return Path(platformdirs.user_data_dir("mlbench"))
+
+
+def _one_line(text: str, limit: int = 4000) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line for the run's reason: exception type and message."""
+    message = _one_line(str(exc), 3800)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+class _SignalGuard:
+    """Turns SIGTERM into ``Terminated`` in the main thread, once, while armed."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self.armed = True
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        first = not self.received
+        self.received = True
+        if self.armed and first:
+            raise Terminated()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _done_marker(data_dir: Path, token: str, rank: int) -> Path:
+    # Keyed by the run's token (random per run), not its id: ids restart with a fresh database.
+    digest = hashlib.sha256(token.encode()).hexdigest()[:20]
+    return data_dir / "done" / f"{digest}-rank{rank}"
+
+
+def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """The worker, as a function returning the exit code."""
+    env_vars = os.environ if environ is None else environ
+    args = parse_args(argv)
+    guard = _SignalGuard()
+    guard.install()
+    try:
+        spec = load_spec(args.spec, env_vars)
+        report = None if args.no_report else read_report_env(env_vars)
+        try:
+            dist_env = DistEnv.from_env(env_vars)
+        except DistEnvError as exc:
+            raise UsageError(str(exc)) from None
+        level = logging.getLevelName(str(args.log_level).upper())
+        if not isinstance(level, int):
+            raise UsageError(f"unknown log level {args.log_level!r}")
+    except UsageError as exc:
+        print(f"mlbench-worker: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Terminated:
+        return EXIT_TERMINATED
+
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format=f"%(asctime)s rank{dist_env.rank} %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return _run_worker(args, spec, report, dist_env, env_vars, guard)
+    except Terminated:
+        # Only reachable if SIGTERM lands between the two try blocks.
+        return EXIT_TERMINATED
+
+
+def _run_worker(
+    args: argparse.Namespace,
+    spec: RunSpec,
+    report: ReportEnv | None,
+    dist_env: DistEnv,
+    environ: Mapping[str, str],
+    guard: _SignalGuard,
+) -> int:
+    started = time.monotonic()
+    data_dir = data_dir_from(environ)
+    rank = dist_env.rank
+    client: Reporter
+    if report is None:
+        client = NullReporter(rank)
+    else:
+        try:
+            client = MetricsClient(
+                report.api_url, report.run_id, report.token, rank, spool_dir=data_dir / "spool"
+            )
+        except (OSError, ValueError) as exc:
+            # Without a client the failure cannot be reported; the executor sees the exit code.
+            log.error("cannot start the metrics client: %s", failure_reason(exc))
+            return EXIT_FAILED
+    log.info(
+        "run %s (%s): benchmark %s, rank %d of %d, backend %s",
+        report.run_id if report else "-",
+        spec.name,
+        spec.benchmark,
+        rank,
+        dist_env.world_size,
+        spec.backend.value,
+    )
+
+    code = EXIT_FAILED
+    linger = False
+    try:
+        state = client.run_state()
+        marker = _done_marker(data_dir, report.token, rank) if report else None
+        if state in _NO_TRAINING_STATES:
+            log.info("run is already %s in the master: nothing to do", state)
+            code, linger = EXIT_OK, True
+            return code
+        if marker is not None and marker.exists():
+            log.info("this rank already finished this run (%s): not training again", marker)
+            code, linger = EXIT_OK, True
+            return code
+
+        seed_everything(spec.seed)
+        # One worker per resources.cpu cores: more intra-op threads than that only contend
+        # with the other workers on the machine.
+        torch.set_num_threads(max(1, math.floor(spec.resources.cpu)))
+        backend = mdist.pick_backend(spec.backend)
+        device = mdist.device_for(dist_env, backend)
+        mdist.init_process_group(dist_env, backend, timeout_s=args.dist_timeout)
+        if rank == 0:
+            client.status("running")
+
+        task_cls = get_task(spec.benchmark)
+        config = task_cls.config_from(spec.overrides)
+        out_of_time = threading.Event()
+
+        def should_stop() -> bool:
+            if time.monotonic() - started > spec.max_duration_s:
+                out_of_time.set()
+            return out_of_time.is_set()
+
+        ctx = TaskContext(
+            rank=rank,
+            world_size=dist_env.world_size,
+            device=device,
+            seed=spec.seed,
+            goal_kind=spec.goal.kind.value,
+            goal_value=spec.goal_value(),
+            tracker=Tracker(device=device),
+            log=client.log,
+            data_dir=str(data_dir),
+            should_stop=should_stop,
+        )
+        result = task_cls().run(ctx, config)
+        log.info(
+            "finished: goal_reached=%s final_value=%s time_to_goal_s=%s total_time_s=%.2f",
+            result.goal_reached,
+            result.final_value,
+            result.time_to_goal_s,
+            result.total_time_s,
+        )
+        if rank == 0:
+            client.result(result)
+            reason = ""
+            if out_of_time.is_set():
+                reason = f"max_duration_s={spec.max_duration_s} reached"
+                if not result.goal_reached and spec.goal_value() is not None:
+                    reason += " before the goal"
+            client.status("succeeded", reason)
+        if marker is not None:
+            try:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+            except OSError:
+                log.warning("could not write %s", marker, exc_info=True)
+        code, linger = EXIT_OK, True
+        return code
+    except Terminated:
+        log.warning("terminated by SIGTERM: flushing metrics and exiting")
+        code = EXIT_TERMINATED
+        return code
+    except KeyboardInterrupt:
+        log.warning("interrupted")
+        code = EXIT_INTERRUPTED
+        return code
+    except Exception as exc:
+        if guard.received:
+            # A collective failed because the peers were being terminated too: that is a stop,
+            # not a failure of the run.
+            log.warning("terminated by SIGTERM (%s): exiting", failure_reason(exc))
+            code = EXIT_TERMINATED
+            return code
+        reason = failure_reason(exc)
+        log.error("run failed: %s", reason, exc_info=True)
+        client.status("failed", reason)
+        code = EXIT_FAILED
+        return code
+    finally:
+        guard.armed = False  # no Terminated in the middle of the clean-up
+        client.close(timeout_s=2.0 if code == EXIT_TERMINATED else 10.0)
+        mdist.shutdown()
+        if linger and args.linger and not guard.received:
+            _linger(guard)
+
+
+def _linger(guard: _SignalGuard) -> None:
+    log.info("lingering until terminated (--linger)")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    if guard.received:
+        return
+    while not stop.wait(1.0):
+        pass
+
+
+def main() -> None:
+    """Console script ``mlbench-worker``."""
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()
