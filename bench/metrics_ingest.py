@@ -5,7 +5,9 @@ loop. This script runs both against the same real master (uvicorn, SQLite by def
 process and prints throughput, the cost the training thread sees per logged point, and ratios.
 
     .venv/bin/python bench/metrics_ingest.py [--points 50000] [--baseline-points 2000]
-                                              [--database-url postgresql://...]
+                                              [--database-url postgresql://.../empty_db]
+
+Use an empty database for --database-url: the master migrates it and the runs stay there.
 """
 
 from __future__ import annotations
