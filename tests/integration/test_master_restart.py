@@ -1,0 +1,165 @@
+"""A master that dies does not take its runs along: the next one re-attaches or fails them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.slow
+MLBENCH = str(Path(sys.executable).parent / "mlbench")
+TOKEN = "restart-admin-token"
+
+
+class ServedMaster:
+    """``mlbench serve`` as a separate process, so the test can SIGKILL it like a crash."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        env = dict(os.environ, MLBENCH_DATA_DIR=str(data_dir), MLBENCH_ADMIN_TOKEN=TOKEN)
+        env.pop("MLBENCH_DATABASE_URL", None)
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [MLBENCH, "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.http = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+        )
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            try:
+                if self.http.get("/api/v1/health").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.close()
+        raise AssertionError("mlbench serve did not come up")
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        return self.http.get(f"/api/v1/runs/{run_id}").json()
+
+    def wait(self, run_id: int, states: set[str], timeout_s: float = 120) -> dict[str, Any]:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            run = self.run(run_id)
+            if run["state"] in states:
+                return run
+            time.sleep(0.25)
+        raise AssertionError(f"run {run_id} never reached {states}: {self.run(run_id)}")
+
+    def crash(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def close(self) -> None:
+        self.http.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture
+def workers_cleanup() -> Iterator[list[psutil.Process]]:
+    """Processes a test leaves behind on purpose are killed whatever the test's outcome."""
+    procs: list[psutil.Process] = []
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _launcher(run_dir: Path) -> psutil.Process:
+    spec = str(run_dir / "spec.json")
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "torch.distributed.run" in cmd and spec in cmd:
+            return proc
+    raise AssertionError(f"no launcher for {spec}")
+
+
+def _long_run(master: ServedMaster, name: str) -> int:
+    spec = {
+        "name": name,
+        "benchmark": "digits-mlp",
+        "workers": 2,
+        "goal": {"kind": "custom", "value": 1.5},
+        "overrides": {"epochs": 10000},
+    }
+    response = master.http.post("/api/v1/runs", json=spec)
+    assert response.status_code == 201, response.text
+    run_id = response.json()["id"]
+    master.wait(run_id, {"running"})
+    return run_id
+
+
+def test_new_master_reattaches_to_live_workers_and_can_stop_them(
+    tmp_path: Path, workers_cleanup: list[psutil.Process]
+) -> None:
+    port = free_port()
+    first = ServedMaster(tmp_path, port)
+    try:
+        run_id = _long_run(first, "survivor")
+        launcher = _launcher(tmp_path / "runs" / str(run_id))
+        workers_cleanup.append(launcher)
+        first.crash()
+    finally:
+        first.close()
+    assert launcher.is_running(), "the workers must outlive a crashed master"
+
+    second = ServedMaster(tmp_path, port)
+    try:
+        time.sleep(2)  # the workers' spooled points reach the new master meanwhile
+        assert second.run(run_id)["state"] == "running"
+        response = second.http.post(f"/api/v1/runs/{run_id}/stop")
+        assert response.status_code == 202, response.text
+        run = second.wait(run_id, {"stopped", "failed", "succeeded"}, timeout_s=60)
+        assert run["state"] == "stopped"
+        launcher.wait(timeout=30)
+        names = second.http.get(f"/api/v1/runs/{run_id}/metrics/names").json()
+        assert {"train/loss", "val/accuracy"} <= {n["name"] for n in names}
+    finally:
+        second.close()
+
+
+def test_new_master_fails_a_run_whose_workers_died_with_the_old_one(
+    tmp_path: Path, workers_cleanup: list[psutil.Process]
+) -> None:
+    port = free_port()
+    first = ServedMaster(tmp_path, port)
+    try:
+        run_id = _long_run(first, "orphan")
+        launcher = _launcher(tmp_path / "runs" / str(run_id))
+        workers_cleanup.append(launcher)
+        first.crash()
+    finally:
+        first.close()
+    os.killpg(launcher.pid, signal.SIGKILL)
+    launcher.wait(timeout=30)
+
+    second = ServedMaster(tmp_path, port)
+    try:
+        run = second.run(run_id)
+        assert run["state"] == "failed"
+        assert "master restarted" in run["reason"]
+        assert run["transitions"][-1]["reason"] == run["reason"]
+    finally:
+        second.close()
