@@ -34,13 +34,23 @@ class LiveMaster:
         return response.json()
 
     def wait(self, run_id: int, states: set[str], timeout_s: float = 180.0) -> dict[str, Any]:
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            run = self.get(run_id)
-            if run["state"] in states:
-                return run
-            time.sleep(0.25)
-        raise AssertionError(f"run {run_id} not in {states} after {timeout_s}s: {self.get(run_id)}")
+        return wait_for_state(self.http, run_id, states, timeout_s)
+
+
+def wait_for_state(
+    http: httpx.Client, run_id: int, states: set[str], timeout_s: float
+) -> dict[str, Any]:
+    """Poll the run until its state is one of ``states``; fail the test after ``timeout_s``."""
+    end = time.monotonic() + timeout_s
+    while True:
+        response = http.get(f"/api/v1/runs/{run_id}")
+        assert response.status_code == 200, response.text
+        run = response.json()
+        if run["state"] in states:
+            return run
+        if time.monotonic() > end:
+            raise AssertionError(f"run {run_id} not in {states} after {timeout_s}s: {run}")
+        time.sleep(0.25)
 
 
 def _start(tmp_path: Path, database_url: str | None) -> Iterator[LiveMaster]:

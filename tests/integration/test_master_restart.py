@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from tests.conftest import free_port
+from tests.integration.conftest import wait_for_state
 
 pytestmark = pytest.mark.slow
 MLBENCH = str(Path(sys.executable).parent / "mlbench")
@@ -53,13 +54,7 @@ class ServedMaster:
         return self.http.get(f"/api/v1/runs/{run_id}").json()
 
     def wait(self, run_id: int, states: set[str], timeout_s: float = 120) -> dict[str, Any]:
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            run = self.run(run_id)
-            if run["state"] in states:
-                return run
-            time.sleep(0.25)
-        raise AssertionError(f"run {run_id} never reached {states}: {self.run(run_id)}")
+        return wait_for_state(self.http, run_id, states, timeout_s)
 
     def crash(self) -> None:
         self.proc.kill()
@@ -111,18 +106,26 @@ def _long_run(master: ServedMaster, name: str) -> int:
     return run_id
 
 
+def _crash_during_run(
+    data_dir: Path, port: int, name: str, cleanup: list[psutil.Process]
+) -> tuple[int, psutil.Process]:
+    """Start a long run on a served master, then SIGKILL the master; returns run and launcher."""
+    first = ServedMaster(data_dir, port)
+    try:
+        run_id = _long_run(first, name)
+        launcher = _launcher(data_dir / "runs" / str(run_id))
+        cleanup.append(launcher)
+        first.crash()
+    finally:
+        first.close()
+    return run_id, launcher
+
+
 def test_new_master_reattaches_to_live_workers_and_can_stop_them(
     tmp_path: Path, workers_cleanup: list[psutil.Process]
 ) -> None:
     port = free_port()
-    first = ServedMaster(tmp_path, port)
-    try:
-        run_id = _long_run(first, "survivor")
-        launcher = _launcher(tmp_path / "runs" / str(run_id))
-        workers_cleanup.append(launcher)
-        first.crash()
-    finally:
-        first.close()
+    run_id, launcher = _crash_during_run(tmp_path, port, "survivor", workers_cleanup)
     assert launcher.is_running(), "the workers must outlive a crashed master"
 
     second = ServedMaster(tmp_path, port)
@@ -144,14 +147,7 @@ def test_new_master_fails_a_run_whose_workers_died_with_the_old_one(
     tmp_path: Path, workers_cleanup: list[psutil.Process]
 ) -> None:
     port = free_port()
-    first = ServedMaster(tmp_path, port)
-    try:
-        run_id = _long_run(first, "orphan")
-        launcher = _launcher(tmp_path / "runs" / str(run_id))
-        workers_cleanup.append(launcher)
-        first.crash()
-    finally:
-        first.close()
+    run_id, launcher = _crash_during_run(tmp_path, port, "orphan", workers_cleanup)
     os.killpg(launcher.pid, signal.SIGKILL)
     launcher.wait(timeout=30)
 
