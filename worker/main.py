@@ -7,6 +7,9 @@ the result to the master.
 Exit codes: 0 done (or the run had already ended: nothing to do), 1 the run failed here,
 2 bad invocation (spec or environment), 143 terminated by SIGTERM (the master stops runs by
 sending SIGTERM to the workers' process group), 130 interrupted (Ctrl-C).
+
+The command line and ``MLBENCH_*`` environment are read and checked in :mod:`worker.invocation`;
+its public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -22,14 +25,11 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 import numpy as np
-import platformdirs
 import torch
-from pydantic import ValidationError
 
 from mlbench_core import distributed as mdist
 from mlbench_core.distributed import DistEnv, DistEnvError
@@ -38,6 +38,36 @@ from mlbench_core.spec import RunSpec
 from mlbench_core.states import TERMINAL, RunState
 from mlbench_core.tasks import TaskContext, get_task
 from mlbench_core.tracker import Tracker
+from worker.invocation import (
+    ReportEnv,
+    UsageError,
+    data_dir_from,
+    describe_validation_error,
+    load_spec,
+    one_line,
+    parse_args,
+    read_report_env,
+)
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+    "ReportEnv",
+    "Terminated",
+    "UsageError",
+    "data_dir_from",
+    "describe_validation_error",
+    "failure_reason",
+    "load_spec",
+    "main",
+    "parse_args",
+    "read_report_env",
+    "run",
+    "seed_everything",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -53,10 +83,6 @@ log = logging.getLogger("mlbench.worker")
 _NO_TRAINING_STATES = frozenset({*(s.value for s in TERMINAL), RunState.stopping.value})
 
 
-class UsageError(Exception):
-    """Bad invocation: printed as one line, exit code 2."""
-
-
 class Terminated(BaseException):
     """Raised in the main thread by the SIGTERM handler.
 
@@ -64,134 +90,9 @@ class Terminated(BaseException):
     """
 
 
-@dataclass(frozen=True)
-class ReportEnv:
-    """Where and as whom this worker reports (``MLBENCH_*`` variables)."""
-
-    api_url: str
-    run_id: int
-    token: str
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="mlbench-worker",
-        description="Run one rank of an mlbench run (torchrun environment + MLBENCH_* variables).",
-    )
-    parser.add_argument(
-        "--spec",
-        metavar="FILE",
-        help="RunSpec JSON file; default: the MLBENCH_SPEC environment variable (JSON text).",
-    )
-    parser.add_argument(
-        "--no-report",
-        action="store_true",
-        help="Local debugging: report nothing to a master; MLBENCH_API_URL/RUN_ID/TOKEN unused.",
-    )
-    parser.add_argument(
-        "--dist-timeout",
-        type=float,
-        default=float(os.environ.get("MLBENCH_DIST_TIMEOUT_S", "600")),
-        metavar="SECONDS",
-        help="Timeout of the rendezvous and of every collective (default 600, env "
-        "MLBENCH_DIST_TIMEOUT_S).",
-    )
-    parser.add_argument(
-        "--linger",
-        action="store_true",
-        default=_truthy(os.environ.get("MLBENCH_LINGER", "")),
-        help="After a clean end, sleep until terminated instead of exiting (for StatefulSet "
-        "pods, whose exited containers are restarted; env MLBENCH_LINGER=1).",
-    )
-    parser.add_argument(
-        "--log-level",
-        default=os.environ.get("MLBENCH_LOG_LEVEL", "INFO"),
-        help="Python logging level (default INFO, env MLBENCH_LOG_LEVEL).",
-    )
-    return parser.parse_args(argv)
-
-
-def _truthy(text: str) -> bool:
-    return text.strip().lower() in ("1", "true", "yes", "on")
-
-
-def load_spec(path: str | None, environ: Mapping[str, str]) -> RunSpec:
-    """Read and validate the RunSpec; every problem becomes one readable ``UsageError``."""
-    if path:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot read spec file {path}: {exc.strerror or exc}") from None
-        source = path
-    else:
-        text = environ.get("MLBENCH_SPEC", "")
-        if not text.strip():
-            raise UsageError("no run spec: pass --spec FILE or set MLBENCH_SPEC to RunSpec JSON")
-        source = "MLBENCH_SPEC"
-    try:
-        return RunSpec.model_validate_json(text)
-    except ValidationError as exc:
-        raise UsageError(
-            f"invalid run spec in {source}: {describe_validation_error(exc)}"
-        ) from None
-
-
-def describe_validation_error(exc: Exception) -> str:
-    """The first pydantic error as ``field: message``, plus how many more there are."""
-    if not isinstance(exc, ValidationError):
-        return _one_line(str(exc))
-    errors = exc.errors()
-    if not errors:
-        return _one_line(str(exc))
-    first = errors[0]
-    where = ".".join(str(part) for part in first.get("loc", ()))
-    message = str(first.get("msg", "invalid"))
-    message = message.removeprefix("Value error, ")
-    text = f"{where}: {message}" if where else message
-    if len(errors) > 1:
-        text += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
-    return _one_line(text)
-
-
-def read_report_env(environ: Mapping[str, str]) -> ReportEnv:
-    missing = [
-        name
-        for name in ("MLBENCH_API_URL", "MLBENCH_RUN_ID", "MLBENCH_TOKEN")
-        if not environ.get(name, "").strip()
-    ]
-    if missing:
-        raise UsageError(
-            f"environment variable{'s' if len(missing) > 1 else ''} {', '.join(missing)} not set "
-            "(needed to report to the master; use --no-report for local debugging)"
-        )
-    raw_id = environ["MLBENCH_RUN_ID"].strip()
-    try:
-        run_id = int(raw_id)
-    except ValueError:
-        raise UsageError(f"MLBENCH_RUN_ID={raw_id!r} is not an integer") from None
-    if run_id < 0:
-        raise UsageError(f"MLBENCH_RUN_ID={run_id} must be >= 0")
-    url = environ["MLBENCH_API_URL"].strip()
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(f"MLBENCH_API_URL={url!r} is not an http(s) URL")
-    return ReportEnv(url, run_id, environ["MLBENCH_TOKEN"].strip())
-
-
-def data_dir_from(environ: Mapping[str, str]) -> Path:
-    configured = environ.get("MLBENCH_DATA_DIR", "").strip()
-    if configured:
-        return Path(configured)
-    return Path(platformdirs.user_data_dir("mlbench"))
-
-
-def _one_line(text: str, limit: int = 4000) -> str:
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
 def failure_reason(exc: BaseException) -> str:
     """One line for the run's reason: exception type and message."""
-    message = _one_line(str(exc), 3800)
+    message = one_line(str(exc), 3800)
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
@@ -251,6 +152,8 @@ def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = N
         stream=sys.stderr,
         format=f"%(asctime)s rank{dist_env.rank} %(levelname)s %(name)s: %(message)s",
     )
+    # One line per HTTP request would bury the worker's own log; failures are logged anyway.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
     try:
         return _run_worker(args, spec, report, dist_env, env_vars, guard)
     except Terminated:
