@@ -19,7 +19,7 @@ from master.db import make_engine, make_sessionmaker
 from master.errors import ServiceError, Unprocessable
 from master.executors.base import Executor, Exit
 from master.migrate import upgrade
-from master.services.lifecycle import handle_exit, reconcile
+from master.services.lifecycle import handle_exit, reconcile, stop_owned_runs
 from master.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ def create_app(
         try:
             yield
         finally:
+            stop_owned_runs(sessions, built)
             for name, executor in built.items():
                 try:
                     executor.shutdown()

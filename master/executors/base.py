@@ -39,6 +39,9 @@ ExitCallback = Callable[[Exit], None]
 
 class Executor(ABC):
     kind: str
+    runs_end_with_master: bool = False
+    """True when the workers are this master's own processes: a master that shuts down
+    stops them (and records ``stopped``) instead of leaving them unwatched."""
 
     def __init__(self, on_exit: ExitCallback) -> None:
         self._on_exit = on_exit

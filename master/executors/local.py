@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 
 from master.executors.base import Executor, Exit, ExitCallback, Launch
+from master.executors.proctree import ProcessTree
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ _POLL_S = 0.5
 
 class LocalExecutor(Executor):
     kind = "local"
+    runs_end_with_master = True
 
     def __init__(
         self,
@@ -45,6 +47,7 @@ class LocalExecutor(Executor):
         self.grace_s = grace_s
         self.data_dir = Path(data_dir) if data_dir else self.runs_dir.parent
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._trees: dict[int, ProcessTree] = {}
         self._watchers: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._closing = False
@@ -98,6 +101,7 @@ class LocalExecutor(Executor):
             )
         with self._lock:
             self._procs[launch.run_id] = proc
+            self._trees[launch.run_id] = ProcessTree(proc.pid)
         deadline = time.monotonic() + launch.spec.max_duration_s + self.grace_s
         self._watch(
             launch.run_id, lambda: self._wait_child(launch.run_id, proc, deadline, log_path)
@@ -113,22 +117,27 @@ class LocalExecutor(Executor):
     # -- stop -------------------------------------------------------------------------------
 
     def stop(self, run_id: int, ref: dict[str, Any]) -> None:
-        pgid = int(ref["pgid"])
-        if not _signal_group(pgid, signal.SIGTERM):
+        tree = self._tree(run_id, int(ref["pgid"]))
+        # Workers get SIGTERM directly too: they flush their metrics and exit 143.
+        if not tree.signal(signal.SIGTERM):
             return
         killer = threading.Thread(
-            target=self._kill_after_grace, args=(pgid,), name=f"kill-run-{run_id}", daemon=True
+            target=self._kill_after_grace, args=(tree,), name=f"kill-run-{run_id}", daemon=True
         )
         killer.start()
 
-    def _kill_after_grace(self, pgid: int) -> None:
+    def _tree(self, run_id: int, root_pid: int) -> ProcessTree:
+        with self._lock:
+            return self._trees.setdefault(run_id, ProcessTree(root_pid))
+
+    def _kill_after_grace(self, tree: ProcessTree) -> None:
         end = time.monotonic() + self.grace_s
         while time.monotonic() < end:
-            if not _group_alive(pgid):
+            if not tree.alive():
                 return
             time.sleep(0.1)
-        log.warning("process group %s ignored SIGTERM for %.0fs; killing it", pgid, self.grace_s)
-        _signal_group(pgid, signal.SIGKILL)
+        log.warning("run processes ignored SIGTERM for %.0fs; killing them", self.grace_s)
+        tree.signal(signal.SIGKILL)
 
     # -- watching ---------------------------------------------------------------------------
 
@@ -142,7 +151,9 @@ class LocalExecutor(Executor):
         self, run_id: int, proc: subprocess.Popen[bytes], deadline: float, log_path: Path
     ) -> None:
         overdue = False
+        tree = self._tree(run_id, proc.pid)
         while True:
+            tree.refresh()
             try:
                 code = proc.wait(timeout=_POLL_S)
                 break
@@ -150,10 +161,11 @@ class LocalExecutor(Executor):
                 if not overdue and time.monotonic() > deadline:
                     overdue = True
                     self.stop(run_id, {"pgid": proc.pid})
-        # Workers the launcher left behind would be orphans; the group dies with the run.
-        _signal_group(proc.pid, signal.SIGKILL)
+        # Workers the launcher left behind would be orphans: they end with the run.
+        tree.signal(signal.SIGKILL)
         with self._lock:
             self._procs.pop(run_id, None)
+            self._trees.pop(run_id, None)
         if overdue:
             reason = "run exceeded its max_duration_s and was killed"
         else:
@@ -175,7 +187,9 @@ class LocalExecutor(Executor):
     def _wait_foreign(self, run_id: int, proc: psutil.Process, pgid: int) -> None:
         # Not our child: the exit code is gone with the previous master; the workers' own
         # status reports decide the state, this only notices that they have ended.
+        tree = self._tree(run_id, pgid)
         while not self._closing:
+            tree.refresh()
             try:
                 proc.wait(timeout=_POLL_S)
                 break
@@ -185,7 +199,9 @@ class LocalExecutor(Executor):
                 break
         if self._closing:
             return
-        _signal_group(pgid, signal.SIGKILL)
+        tree.signal(signal.SIGKILL)
+        with self._lock:
+            self._trees.pop(run_id, None)
         self._report(Exit(run_id, None, "workers ended while watched after a master restart"))
 
     def _report(self, exit_: Exit) -> None:
@@ -200,11 +216,11 @@ class LocalExecutor(Executor):
             procs = dict(self._procs)
         for run_id, proc in procs.items():
             self.stop(run_id, {"pgid": proc.pid})
-        for proc in procs.values():
+        for run_id, proc in procs.items():
             try:
                 proc.wait(timeout=self.grace_s + 5)
             except subprocess.TimeoutExpired:
-                _signal_group(proc.pid, signal.SIGKILL)
+                self._tree(run_id, proc.pid).signal(signal.SIGKILL)
         self._closing = True
         with self._lock:
             watchers = list(self._watchers)
@@ -237,19 +253,3 @@ def _last_error_line(log_path: Path, tail_bytes: int = 16_384) -> str:
         if "Error" in line or "error:" in line:
             return line[:300]
     return lines[-1][:300] if lines else ""
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> bool:
-    try:
-        os.killpg(pgid, sig)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False

@@ -11,9 +11,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from master.db import write_transaction
+from master.errors import ServiceError
 from master.executors.base import Executor, Exit
 from master.models import Result, Run
-from master.services.runs import LIVE_STATES, lock_run, stop_workers_quietly, transition
+from master.services.runs import (
+    LIVE_STATES,
+    lock_run,
+    stop_run,
+    stop_workers_quietly,
+    transition,
+)
 from mlbench_core.states import RunState
 from mlbench_core.wire import StatusUpdate
 
@@ -122,3 +129,19 @@ def _end_orphan(session_factory: SessionFactory, run_id: int, reason: str) -> No
         target = RunState.stopped if state is RunState.stopping else RunState.failed
         transition(session, run, target, reason)
         log.warning("run %s: %s -> %s (%s)", run_id, state.value, target.value, reason)
+
+
+def stop_owned_runs(session_factory: SessionFactory, executors: Mapping[str, Executor]) -> None:
+    """At shutdown: stop the live runs whose workers cannot outlive this master."""
+    kinds = [kind for kind, executor in executors.items() if executor.runs_end_with_master]
+    if not kinds:
+        return
+    with session_factory() as session:
+        run_ids = session.scalars(
+            select(Run.id).where(Run.state.in_(LIVE_STATES), Run.executor.in_(kinds))
+        ).all()
+        for run_id in run_ids:
+            try:
+                stop_run(session, run_id, executors, reason="the master shut down")
+            except ServiceError:
+                log.exception("run %s: could not stop it at shutdown", run_id)

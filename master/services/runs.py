@@ -173,7 +173,12 @@ def _start_failed(exc: Exception) -> str:
     return f"executor could not start the run: {message[0] if message else type(exc).__name__}"
 
 
-def stop_run(session: Session, run_id: int, executors: Mapping[str, Executor]) -> None:
+def stop_run(
+    session: Session,
+    run_id: int,
+    executors: Mapping[str, Executor],
+    reason: str = "stop requested",
+) -> None:
     """Ask a run to end: ``stopping`` now, ``stopped`` once the executor reports the exit.
 
     A queued run has no workers and goes straight to ``stopped``. Stopping a run that is
@@ -188,7 +193,7 @@ def stop_run(session: Session, run_id: int, executors: Mapping[str, Executor]) -
             transition(session, run, RunState.stopped, "stopped before it started")
             return
         if state is not RunState.stopping:
-            transition(session, run, RunState.stopping, "stop requested")
+            transition(session, run, RunState.stopping, reason)
         kind, ref = run.executor, dict(run.executor_ref or {})
 
     executor = executors.get(kind)

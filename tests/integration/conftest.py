@@ -37,6 +37,17 @@ class LiveMaster:
         return wait_for_state(self.http, run_id, states, timeout_s)
 
 
+def long_run_spec(name: str) -> dict[str, Any]:
+    """A digits run with an unreachable goal: it trains until something ends it."""
+    return {
+        "name": name,
+        "benchmark": "digits-mlp",
+        "workers": 2,
+        "goal": {"kind": "custom", "value": 1.5},
+        "overrides": {"epochs": 10000},
+    }
+
+
 def wait_for_state(
     http: httpx.Client, run_id: int, states: set[str], timeout_s: float
 ) -> dict[str, Any]:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
 import psutil
 import pytest
 
-from tests.integration.conftest import LiveMaster
+from master.server import EmbeddedMaster
+from master.settings import Settings
+from tests.conftest import free_port
+from tests.integration.conftest import LiveMaster, long_run_spec, wait_for_state
 
 pytestmark = pytest.mark.slow
 
@@ -53,14 +59,17 @@ def _workers_of_this_process() -> list[psutil.Process]:
     return found
 
 
+def _launcher_and_workers() -> tuple[psutil.Process, list[psutil.Process]]:
+    procs = _workers_of_this_process()
+    launchers = [p for p in procs if "torch.distributed.run" in " ".join(p.cmdline())]
+    assert len(launchers) == 1, [p.cmdline() for p in procs]
+    workers = [p for p in procs if p not in launchers]
+    assert len(workers) == 2, [p.cmdline() for p in procs]
+    return launchers[0], workers
+
+
 def test_stop_ends_every_process_and_stores_stopped(sqlite_master: LiveMaster) -> None:
-    created = sqlite_master.create(
-        name="digits-stop",
-        benchmark="digits-mlp",
-        workers=2,
-        goal={"kind": "custom", "value": 1.5},  # unreachable: the run trains until stopped
-        overrides={"epochs": 10000},
-    )
+    created = sqlite_master.create(**long_run_spec("digits-stop"))
     sqlite_master.wait(created["id"], {"running"}, timeout_s=120)
     procs = _workers_of_this_process()
     assert len(procs) >= 3, [p.cmdline() for p in procs]  # launcher + 2 workers
@@ -80,20 +89,44 @@ def test_stop_ends_every_process_and_stores_stopped(sqlite_master: LiveMaster) -
 
 
 def test_a_killed_worker_fails_the_run_with_a_reason(sqlite_master: LiveMaster) -> None:
-    created = sqlite_master.create(
-        name="digits-kill",
-        benchmark="digits-mlp",
-        workers=2,
-        goal={"kind": "custom", "value": 1.5},
-        overrides={"epochs": 10000},
-    )
+    created = sqlite_master.create(**long_run_spec("digits-kill"))
     sqlite_master.wait(created["id"], {"running"}, timeout_s=120)
-    workers = [p for p in _workers_of_this_process() if "worker.main" in " ".join(p.cmdline())]
-    workers = [p for p in workers if "torch.distributed.run" not in " ".join(p.cmdline())]
-    assert workers, "no worker processes found"
+    _, workers = _launcher_and_workers()
     workers[-1].kill()
 
     run = sqlite_master.wait(created["id"], {"succeeded", "failed", "stopped"}, timeout_s=60)
     assert run["state"] == "failed"
     assert run["reason"], "a failed run must say why"
     assert run["exit_code"] not in (None, 0)
+
+
+def test_a_killed_launcher_leaves_no_orphan_workers(sqlite_master: LiveMaster) -> None:
+    # torchrun starts each worker in a session of its own: a launcher killed outright would
+    # leave them training forever unless the executor ends them itself.
+    created = sqlite_master.create(**long_run_spec("launcher-kill"))
+    sqlite_master.wait(created["id"], {"running"}, timeout_s=120)
+    launcher, workers = _launcher_and_workers()
+    launcher.kill()
+
+    run = sqlite_master.wait(created["id"], {"succeeded", "failed", "stopped"}, timeout_s=60)
+    assert run["state"] == "failed"
+    assert "SIGKILL" in run["reason"]
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, "workers outlived their launcher"
+
+
+def test_master_shutdown_stops_its_runs_and_records_why(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, port=free_port(), admin_token="t")
+    with EmbeddedMaster(settings) as master:
+        http = httpx.Client(base_url=master.url, headers={"Authorization": "Bearer t"})
+        run_id = http.post("/api/v1/runs", json=long_run_spec("shutdown")).json()["id"]
+        wait_for_state(http, run_id, {"running"}, timeout_s=120)
+        procs = _workers_of_this_process()
+        http.close()
+    _, alive = psutil.wait_procs(procs, timeout=15)
+    assert not alive, "processes outlived the master that started them"
+
+    with EmbeddedMaster(settings.model_copy(update={"port": free_port()})) as master:
+        run = httpx.get(f"{master.url}/api/v1/runs/{run_id}").json()
+    assert run["state"] == "stopped"
+    assert [t["reason"] for t in run["transitions"]][-2] == "the master shut down"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import psutil
 import pytest
 
 from tests.conftest import free_port
-from tests.integration.conftest import wait_for_state
+from tests.integration.conftest import long_run_spec, wait_for_state
 
 pytestmark = pytest.mark.slow
 MLBENCH = str(Path(sys.executable).parent / "mlbench")
@@ -78,8 +77,10 @@ def workers_cleanup() -> Iterator[list[psutil.Process]]:
         yield procs
     finally:
         for proc in procs:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(psutil.Error):
+                for child in proc.children(recursive=True):
+                    child.kill()
+                proc.kill()
 
 
 def _launcher(run_dir: Path) -> psutil.Process:
@@ -92,14 +93,7 @@ def _launcher(run_dir: Path) -> psutil.Process:
 
 
 def _long_run(master: ServedMaster, name: str) -> int:
-    spec = {
-        "name": name,
-        "benchmark": "digits-mlp",
-        "workers": 2,
-        "goal": {"kind": "custom", "value": 1.5},
-        "overrides": {"epochs": 10000},
-    }
-    response = master.http.post("/api/v1/runs", json=spec)
+    response = master.http.post("/api/v1/runs", json=long_run_spec(name))
     assert response.status_code == 201, response.text
     run_id = response.json()["id"]
     master.wait(run_id, {"running"})
@@ -148,8 +142,10 @@ def test_new_master_fails_a_run_whose_workers_died_with_the_old_one(
 ) -> None:
     port = free_port()
     run_id, launcher = _crash_during_run(tmp_path, port, "orphan", workers_cleanup)
-    os.killpg(launcher.pid, signal.SIGKILL)
-    launcher.wait(timeout=30)
+    tree = [launcher, *launcher.children(recursive=True)]
+    for proc in tree:
+        proc.kill()
+    psutil.wait_procs(tree, timeout=30)
 
     second = ServedMaster(tmp_path, port)
     try:
