@@ -7,16 +7,14 @@ import io
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.served import MLBENCH, ServedMaster
 
-MLBENCH = str(Path(sys.executable).parent / "mlbench")
 pytestmark = pytest.mark.slow
 
 
@@ -87,44 +85,12 @@ def test_bad_input_exits_2_with_one_readable_line(
 
 
 def test_served_master_runs_list_show_export_delete(tmp_path: Path) -> None:
-    port = free_port()
-    env = _env(tmp_path, port)
-    server = subprocess.Popen(
-        [MLBENCH, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        end = time.monotonic() + 60
-        while time.monotonic() < end:
-            try:
-                if (
-                    httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code
-                    == 200
-                ):
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("mlbench serve did not come up")
-
+    with ServedMaster(tmp_path / "data", free_port()) as master:
+        env = master.env
         done = _mlbench(
-            "run",
-            "allreduce",
-            "-n",
-            "2",
-            "--goal",
-            "light",
-            "--name",
-            "ar-cli",
-            "--set",
-            "max_elements=1024",
-            "--set",
-            "seconds_per_size=0.02",
-            env=env,
-        )
+            "run", "allreduce", "-n", "2", "--goal", "light", "--name", "ar-cli",
+            "--set", "max_elements=1024", "--set", "seconds_per_size=0.02", env=env,
+        )  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
         assert "embedded" not in done.stderr
 
@@ -132,9 +98,8 @@ def test_served_master_runs_list_show_export_delete(tmp_path: Path) -> None:
         assert listed.returncode == 0 and "ar-cli" in listed.stdout and "succeeded" in listed.stdout
 
         shown = _mlbench("runs", "show", "1", env=env, timeout=30)
-        assert (
-            shown.returncode == 0 and "running" in shown.stdout and "goal reached" in shown.stdout
-        )
+        assert shown.returncode == 0
+        assert "running" in shown.stdout and "goal reached" in shown.stdout
 
         exported = _mlbench("metrics", "export", "1", "--format", "csv", env=env, timeout=30)
         assert exported.returncode == 0, exported.stderr
@@ -146,12 +111,36 @@ def test_served_master_runs_list_show_export_delete(tmp_path: Path) -> None:
         assert _mlbench("runs", "delete", "1", env=env, timeout=30).returncode == 0
         gone = _mlbench("runs", "show", "1", env=env, timeout=30)
         assert gone.returncode == 2 and "404" in gone.stderr
-    finally:
-        server.send_signal(signal.SIGTERM)
+
+
+def _start_long_run(env: dict[str, str], name: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [MLBENCH, "run", "digits-mlp", "-n", "2", "--name", name, "--goal-value", "1.5",
+         "--set", "epochs=10000"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_runs_stop_and_ctrl_c_stop_a_run(tmp_path: Path) -> None:
+    with ServedMaster(tmp_path / "data", free_port()) as master:
+        follower = _start_long_run(master.env, "stop-by-command")
         try:
-            server.wait(timeout=30)
+            master.wait(1, {"running"})
+            stopped = _mlbench("runs", "stop", "1", env=master.env, timeout=30)
+            assert stopped.returncode == 0 and "stopping" in stopped.stdout
+            out, err = follower.communicate(timeout=60)
         finally:
-            if server.poll() is None:
-                server.kill()
-    # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught.
-    assert server.returncode in (0, -signal.SIGTERM), server.stdout.read() if server.stdout else ""
+            follower.kill()
+        assert follower.returncode == 3, out + err  # the follower saw the run end as stopped
+        assert "stopped" in out
+
+        interrupted = _start_long_run(master.env, "stop-by-ctrl-c")
+        try:
+            master.wait(2, {"running"})
+            interrupted.send_signal(signal.SIGINT)
+            out, err = interrupted.communicate(timeout=60)
+        finally:
+            interrupted.kill()
+        assert "stopping run 2" in err
+        assert interrupted.returncode == 3, out + err
+        assert master.run(2)["state"] == "stopped"

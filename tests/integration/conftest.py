@@ -55,9 +55,9 @@ def wait_for_state(
     end = time.monotonic() + timeout_s
     while True:
         response = http.get(f"/api/v1/runs/{run_id}")
-        assert response.status_code == 200, response.text
+        assert response.status_code in (200, 404), response.text  # 404: not submitted yet
         run = response.json()
-        if run["state"] in states:
+        if response.status_code == 200 and run["state"] in states:
             return run
         if time.monotonic() > end:
             raise AssertionError(f"run {run_id} not in {states} after {timeout_s}s: {run}")

@@ -3,70 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import psutil
 import pytest
 
 from tests.conftest import free_port
-from tests.integration.conftest import long_run_spec, wait_for_state
+from tests.integration.conftest import long_run_spec
+from tests.served import ServedMaster
 
 pytestmark = pytest.mark.slow
-MLBENCH = str(Path(sys.executable).parent / "mlbench")
-TOKEN = "restart-admin-token"
-
-
-class ServedMaster:
-    """``mlbench serve`` as a separate process, so the test can SIGKILL it like a crash."""
-
-    def __init__(self, data_dir: Path, port: int) -> None:
-        env = dict(os.environ, MLBENCH_DATA_DIR=str(data_dir), MLBENCH_ADMIN_TOKEN=TOKEN)
-        env.pop("MLBENCH_DATABASE_URL", None)
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen(
-            [MLBENCH, "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.http = httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
-        )
-        end = time.monotonic() + 60
-        while time.monotonic() < end:
-            try:
-                if self.http.get("/api/v1/health").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.close()
-        raise AssertionError("mlbench serve did not come up")
-
-    def run(self, run_id: int) -> dict[str, Any]:
-        return self.http.get(f"/api/v1/runs/{run_id}").json()
-
-    def wait(self, run_id: int, states: set[str], timeout_s: float = 120) -> dict[str, Any]:
-        return wait_for_state(self.http, run_id, states, timeout_s)
-
-    def crash(self) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=30)
-
-    def close(self) -> None:
-        self.http.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 @pytest.fixture

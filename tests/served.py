@@ -1,0 +1,70 @@
+"""``mlbench serve`` as a separate process: what a user runs, and what a test can SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.integration.conftest import wait_for_state
+
+MLBENCH = str(Path(sys.executable).parent / "mlbench")
+TOKEN = "served-admin-token"
+
+
+class ServedMaster:
+    """``mlbench serve`` as a separate process, so the test can SIGKILL it like a crash."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.env = dict(os.environ, MLBENCH_DATA_DIR=str(data_dir), MLBENCH_ADMIN_TOKEN=TOKEN)
+        self.env.pop("MLBENCH_DATABASE_URL", None)
+        self.env["MLBENCH_API_URL"] = f"http://127.0.0.1:{port}"
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [MLBENCH, "serve", "--port", str(port)],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.http = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+        )
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            try:
+                if self.http.get("/api/v1/health").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.close()
+        raise AssertionError("mlbench serve did not come up")
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        return self.http.get(f"/api/v1/runs/{run_id}").json()
+
+    def wait(self, run_id: int, states: set[str], timeout_s: float = 120) -> dict[str, Any]:
+        return wait_for_state(self.http, run_id, states, timeout_s)
+
+    def __enter__(self) -> ServedMaster:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def crash(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def close(self) -> None:
+        self.http.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
