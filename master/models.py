@@ -87,6 +87,7 @@ class Run(Base):
             postgresql_where=text(_NON_TERMINAL_SQL),
         ),
         Index("ix_runs_state", "state"),
+        Index("ix_runs_group", "group"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -99,6 +100,8 @@ class Run(Base):
     executor_ref: Mapped[dict[str, Any] | None]
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     exit_code: Mapped[int | None]
+    group: Mapped[str | None] = mapped_column(String(63))
+    manifest: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -180,5 +183,8 @@ class Result(Base):
     communication_s: Mapped[float] = mapped_column(Double)
     optimizer_s: Mapped[float] = mapped_column(Double)
     metrics_s: Mapped[float] = mapped_column(Double)
+    epochs_to_goal: Mapped[float | None] = mapped_column(Double)
+    best_value: Mapped[float | None] = mapped_column(Double)
+    bytes_communicated: Mapped[int] = mapped_column(BigInteger, default=0)
     extra: Mapped[dict[str, Any]]
     received_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

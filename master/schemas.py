@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationErr
 from master.models import Result, Run, RunTransition
 from mlbench_core.spec import Backend, ExecutorKind, Goal, GoalKind, Resources, RunSpec
 from mlbench_core.states import RunState
+from mlbench_core.summary import TimeToGoalSummary
 from mlbench_core.wire import PhaseTimes, RunResult
 
 _TS_EXAMPLE = "2026-01-01T12:00:00+00:00"
@@ -73,6 +74,7 @@ class RunPublic(BaseModel):
     started_at: datetime | None = Field(examples=[_TS_EXAMPLE])
     finished_at: datetime | None = Field(examples=[None])
     exit_code: int | None = Field(examples=[None])
+    group: str | None = Field(None, examples=[None])
     transitions: list[TransitionPublic] = Field(default_factory=list)
 
     @classmethod
@@ -91,6 +93,7 @@ class RunPublic(BaseModel):
             started_at=run.started_at,
             finished_at=run.finished_at,
             exit_code=run.exit_code,
+            group=run.group,
             transitions=transitions,
         )
 
@@ -154,6 +157,9 @@ class ResultPublic(RunResult):
             total_time_s=row.total_time_s,
             steps=row.steps,
             epochs=row.epochs,
+            epochs_to_goal=row.epochs_to_goal,
+            best_value=row.best_value,
+            bytes_communicated=row.bytes_communicated,
             phases=PhaseTimes(
                 **{name: getattr(row, f"{name}_s") for name in PhaseTimes.model_fields}
             ),
@@ -180,3 +186,24 @@ def load_spec(data: dict[str, Any]) -> RunSpec:
             kind=GoalKind(goal.get("kind", GoalKind.full)), value=goal.get("value")
         )
         return RunSpec.model_construct(**fields)
+
+
+class GroupRunPublic(BaseModel):
+    """One run of a group, with what the summary is computed from."""
+
+    id: int
+    name: str
+    seed: int
+    state: RunState
+    goal_reached: bool | None = Field(description="None while the run has no result.")
+    time_to_goal_s: float | None
+    final_value: float | None
+    samples_per_s: float | None
+
+
+class GroupSummaryPublic(BaseModel):
+    """Repeats of one configuration and their time-to-goal summary (ended runs only)."""
+
+    group: str
+    runs: list[GroupRunPublic]
+    time_to_goal: TimeToGoalSummary

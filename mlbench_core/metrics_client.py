@@ -38,7 +38,13 @@ from mlbench_core.metrics_sender import FlushMarker, QueueItem, SenderLoop, _mon
 from mlbench_core.reports import ClientStats, NullReporter, Outcome, Report, Reporter, log
 from mlbench_core.spool import Spool, batch_line, report_line
 from mlbench_core.transport import Transport, one_line
-from mlbench_core.wire import MAX_BATCH_POINTS, METRIC_NAME_PATTERN, RunResult, StatusUpdate
+from mlbench_core.wire import (
+    MAX_BATCH_POINTS,
+    METRIC_NAME_PATTERN,
+    Manifest,
+    RunResult,
+    StatusUpdate,
+)
 
 __all__ = ["ClientStats", "MetricsClient", "NullReporter", "Outcome", "Report", "Reporter"]
 
@@ -212,6 +218,11 @@ class MetricsClient(SenderLoop):
             log.error("not sending invalid result: %s", one_line(str(exc)))
             return None
         return self._enqueue_report(Report("result", "PUT", f"{self._run_path}/result", body))
+
+    def manifest(self, manifest: Manifest) -> Report | None:
+        """Queue the run's manifest (rank 0, once at start); never raises."""
+        body = manifest.model_dump(mode="json")
+        return self._enqueue_report(Report("manifest", "PUT", f"{self._run_path}/manifest", body))
 
     def _enqueue_report(self, report: Report) -> Report:
         with self._cond:

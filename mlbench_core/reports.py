@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
-from mlbench_core.wire import RunResult
+from mlbench_core.wire import Manifest, RunResult
 
 # The logger of the metrics client: the whole client path logs under one name, as it did when
 # it was a single module, so logging configured for that name keeps covering all of it.
@@ -55,6 +55,8 @@ class Reporter(Protocol):
     def status(self, state: str, reason: str = "") -> Report | None: ...
 
     def result(self, result: RunResult) -> Report | None: ...
+
+    def manifest(self, manifest: Manifest) -> Report | None: ...
 
     def run_state(self) -> str | None: ...
 
@@ -110,6 +112,10 @@ class NullReporter:
 
     def result(self, result: RunResult) -> Report | None:
         log.info("result %s", result.model_dump_json())
+        return None
+
+    def manifest(self, manifest: Manifest) -> Report | None:
+        log.info("manifest %s", manifest.model_dump_json())
         return None
 
     def run_state(self) -> str | None:

@@ -95,6 +95,12 @@ class RunSpec(BaseModel):
         default_factory=dict, description="Hyperparameter overrides, checked against the task."
     )
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Random seed shared by all workers.")
+    group: str | None = Field(
+        None,
+        pattern=NAME_PATTERN,
+        description="Repeats of one configuration (different seeds) share a group; the master "
+        "summarises their time-to-goal.",
+    )
     executor: ExecutorKind = Field(ExecutorKind.local)
     image: str = Field("mlbench/worker:latest", min_length=1, max_length=255)
     max_duration_s: int = Field(

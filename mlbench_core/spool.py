@@ -2,8 +2,8 @@
 
 File: ``<spool_dir>/run<id>-rank<r>.jsonl``; one JSON object per line, either a
 ``MetricBatch`` (``{"batch_id", "points"}``) or a report
-(``{"report": "status"|"result", "method", "path", "body"}``). Lines are replayed in the order
-they were written, with the same batch ids, so the master stores a replayed batch once.
+(``{"report": "status"|"result"|"manifest", "method", "path", "body"}``). Lines are replayed in
+the order they were written, with the same batch ids, so the master stores a replayed batch once.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ the very same ones, so the two sides cannot drift apart.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -82,7 +82,32 @@ class RunResult(BaseModel):
     total_time_s: Finite = Field(0.0, ge=0)
     steps: int = Field(0, ge=0)
     epochs: Finite = Field(0.0, ge=0)
+    epochs_to_goal: Finite | None = Field(
+        None, ge=0, description="Epochs trained when the goal was first met (None: not met)."
+    )
+    best_value: Finite | None = Field(
+        None, description="Best value of the goal metric seen during the run."
+    )
+    bytes_communicated: int = Field(
+        0, ge=0, description="Payload bytes sent by all ranks together (aggregator counts)."
+    )
     phases: PhaseTimes = Field(default_factory=PhaseTimes)
     extra: dict[str, Finite | str | bool] = Field(
         default_factory=dict, description="Task-specific scalar figures (e.g. peak bus bandwidth)."
     )
+
+
+class Manifest(BaseModel):
+    """Everything needed to reproduce or explain a run, written once by rank 0 at start."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec: dict[str, Any] = Field(description="The RunSpec as the worker received it.")
+    settings: dict[str, Any] = Field(description="Resolved task settings (defaults + overrides).")
+    seed: int = Field(ge=0)
+    world_size: int = Field(ge=1)
+    backend: str = Field(max_length=16)
+    packages: dict[str, str] = Field(description="Versions of python, torch, numpy, mlbench, ...")
+    git_commit: str | None = Field(None, max_length=64)
+    host: dict[str, Any] = Field(description="Hostname, OS, CPU model and count, memory.")
+    devices: list[str] = Field(description="Device of each local rank, e.g. cpu or CUDA name.")

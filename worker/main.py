@@ -33,6 +33,7 @@ import torch
 
 from mlbench_core import distributed as mdist
 from mlbench_core.distributed import DistEnv, DistEnvError
+from mlbench_core.manifest import build_manifest
 from mlbench_core.metrics_client import MetricsClient, NullReporter, Reporter
 from mlbench_core.spec import RunSpec
 from mlbench_core.states import TERMINAL, RunState
@@ -220,6 +221,12 @@ def _run_worker(
 
         task_cls = get_task(spec.benchmark)
         config = task_cls.config_from(spec.overrides)
+        # Every rank takes part: the manifest gathers each rank's device description.
+        manifest = build_manifest(
+            spec, config.model_dump(mode="json"), dist_env.world_size, backend, device
+        )
+        if rank == 0:
+            client.manifest(manifest)
         out_of_time = threading.Event()
 
         def should_stop() -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from master.api.routes import benchmarks, health, metrics, results, runs
+from master.api.routes import benchmarks, groups, health, manifests, metrics, results, runs
 
 API_PREFIX = "/api/v1"
 
@@ -14,3 +14,5 @@ api_router.include_router(benchmarks.router)
 api_router.include_router(runs.router)
 api_router.include_router(metrics.router)
 api_router.include_router(results.router)
+api_router.include_router(manifests.router)
+api_router.include_router(groups.router)

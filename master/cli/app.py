@@ -15,7 +15,7 @@ from rich.table import Table
 
 from master.cli.client import ApiError, Client
 from master.cli.connect import ConnectError, Connection, connect
-from master.cli.watch import follow, result_table
+from master.cli.watch import follow, group_table, result_table
 from mlbench_core.spec import GoalKind, RunSpec, parse_override
 from mlbench_core.states import RunState
 
@@ -90,21 +90,29 @@ def _build_spec(
     goal_value: float | None,
     seed: int,
     max_duration: int,
-) -> RunSpec:
+    repeat: int,
+) -> list[RunSpec]:
+    """One spec, or ``repeat`` specs of one group with seeds seed, seed+1, ..."""
     try:
         pairs = dict(parse_override(text) for text in overrides)
         if goal_value is not None:
             goal = GoalKind.custom
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        return RunSpec(
-            name=name or f"{benchmark[:22]}-{stamp}",
-            benchmark=benchmark,
-            workers=workers,
-            overrides=pairs,
-            goal={"kind": goal, "value": goal_value},
-            seed=seed,
-            max_duration_s=max_duration,
-        )
+        base = name or f"{benchmark[:22]}-{stamp}"
+        names = [base] if repeat == 1 else [f"{base[:35]}-r{i}" for i in range(repeat)]
+        return [
+            RunSpec(
+                name=run_name,
+                benchmark=benchmark,
+                workers=workers,
+                overrides=pairs,
+                goal={"kind": goal, "value": goal_value},
+                seed=seed + i,
+                group=None if repeat == 1 else base,
+                max_duration_s=max_duration,
+            )
+            for i, run_name in enumerate(names)
+        ]
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -134,26 +142,45 @@ def run(
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
     max_duration: Annotated[int, typer.Option(min=1, help="Hard time limit in seconds.")] = 3600,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=100,
+            help="Run K times (seeds seed..seed+K-1), one after the other, as a "
+            "group, and summarise time-to-goal (MLPerf olympic mean, mean ± std).",
+        ),
+    ] = 1,
     detach: Annotated[bool, typer.Option(help="Submit and return without following.")] = False,
     api_url: ApiUrl = None,
     token: Token = None,
 ) -> None:
     """Start a run, follow it live and print its result. Starts a master if none is running."""
-    spec = _build_spec(benchmark, name, workers, overrides, goal, goal_value, seed, max_duration)
+    if detach and repeat > 1:
+        raise fail("--detach and --repeat do not mix: repeats run one after the other", 2)
+    specs = _build_spec(
+        benchmark, name, workers, overrides, goal, goal_value, seed, max_duration, repeat
+    )
     conn = _connect(api_url, token, embed=not detach)
     try:
-        created = _api(conn.client.create_run, spec.model_dump(mode="json"))
-        run_id = created["id"]
-        err.print(f"run {run_id} '{spec.name}' submitted to {conn.url}")
-        if detach:
-            out.print(run_id)
+        states = []
+        for spec in specs:
+            created = _api(conn.client.create_run, spec.model_dump(mode="json"))
+            run_id = created["id"]
+            err.print(f"run {run_id} '{spec.name}' submitted to {conn.url}")
+            if detach:
+                out.print(run_id)
+                return
+            final = _follow_with_stop(conn.client, run_id, spec)
+            out.print(result_table(final, _api(conn.client.result, run_id)))
+            states.append(RunState(final["state"]))
+            if states[-1] is RunState.stopped:
+                break  # a stop (Ctrl-C) ends the whole series
+        if specs[0].group:
+            out.print(group_table(_api(conn.client.group, specs[0].group)))
+        if all(state is RunState.succeeded for state in states):
             return
-        final = _follow_with_stop(conn.client, run_id, spec)
-        out.print(result_table(final, _api(conn.client.result, run_id)))
-        state = RunState(final["state"])
-        if state is RunState.succeeded:
-            return
-        raise typer.Exit(EXIT_STOPPED if state is RunState.stopped else EXIT_FAILED)
+        raise typer.Exit(EXIT_STOPPED if RunState.stopped in states else EXIT_FAILED)
     finally:
         conn.close()
 

@@ -79,6 +79,9 @@ class Client:
     def delete(self, run_id: int) -> None:
         self._call("DELETE", f"/runs/{run_id}")
 
+    def group(self, group: str) -> dict[str, Any]:
+        return self._call("GET", f"/groups/{group}")
+
     def metrics(self, run_id: int, **params: Any) -> dict[str, Any]:
         return self._call("GET", f"/runs/{run_id}/metrics", params=params)
 

@@ -132,3 +132,29 @@ def result_table(run: dict[str, Any], result: dict[str, Any] | None) -> Table:
     for key, value in sorted(result.get("extra", {}).items()):
         table.add_row(f"  {key}", f"{value:.4g}" if isinstance(value, float) else str(value))
     return table
+
+
+def group_table(summary: dict[str, Any]) -> Table:
+    """The runs of a group side by side, then their time-to-goal summary."""
+    table = Table(title=f"group {summary['group']}")
+    for column in ("run", "seed", "state", "goal reached", "time to goal", "final", "samples/s"):
+        table.add_column(column, justify="right")
+    for run in summary["runs"]:
+        reached = run["goal_reached"]
+        final, rate = run["final_value"], run["samples_per_s"]
+        table.add_row(
+            str(run["id"]), str(run["seed"]), run["state"],
+            "—" if reached is None else ("yes" if reached else "no"),
+            _seconds(run["time_to_goal_s"] if reached else None),
+            "—" if final is None else f"{final:.4g}",
+            "—" if rate is None else f"{rate:.1f}",
+        )  # fmt: skip
+    ttg = summary["time_to_goal"]
+    spread = "" if ttg["std_s"] is None else f" ± {ttg['std_s']:.2f} s"
+    mean = "—" if ttg["mean_s"] is None else f"{ttg['mean_s']:.2f} s{spread}"
+    table.caption = (
+        f"time to goal: {ttg['reached']} of {ttg['runs']} runs reached it · "
+        f"olympic mean (MLPerf: drop fastest and slowest) {_seconds(ttg['olympic_mean_s'])} · "
+        f"mean {mean}"
+    )
+    return table

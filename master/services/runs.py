@@ -88,15 +88,22 @@ def transition(session: Session, run: Run, target: RunState, reason: str) -> boo
 
 
 def list_runs(
-    session: Session, states: Sequence[RunState], limit: int, offset: int
+    session: Session,
+    states: Sequence[RunState],
+    limit: int,
+    offset: int,
+    group: str | None = None,
 ) -> tuple[list[Run], int]:
-    """One page of runs, newest first, and the total number matching ``states``."""
+    """One page of runs, newest first, and the total number matching the filters."""
     query = select(Run)
     count = select(func.count()).select_from(Run)
     if states:
         values = [s.value for s in states]
         query = query.where(Run.state.in_(values))
         count = count.where(Run.state.in_(values))
+    if group is not None:
+        query = query.where(Run.group == group)
+        count = count.where(Run.group == group)
     total = session.scalar(count) or 0
     page = query.options(selectinload(Run.transitions)).order_by(Run.id.desc())
     return list(session.scalars(page.limit(limit).offset(offset))), total
@@ -131,6 +138,7 @@ def create_run(
                 reason="created",
                 executor=spec.executor.value,
                 token_hash=hash_token(token),
+                group=spec.group,
             )
             session.add(run)
             session.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -144,3 +145,20 @@ def test_runs_stop_and_ctrl_c_stop_a_run(tmp_path: Path) -> None:
         assert "stopping run 2" in err
         assert interrupted.returncode == 3, out + err
         assert master.run(2)["state"] == "stopped"
+
+
+def test_repeat_runs_a_group_and_summarises_time_to_goal(tmp_path: Path) -> None:
+    env = _env(tmp_path, free_port())
+    done = _mlbench("run", "digits-mlp", "-n", "2", "--repeat", "3", "--seed", "5", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stderr.count("submitted to") == 3
+    summary = done.stdout[done.stdout.index("group digits-mlp-") :]
+    rows = re.findall(r"│\s+(\d+)\s+│\s+(\d+)\s+│\s+(\w+)\s+│", summary)
+    assert [(seed, state) for _, seed, state in rows] == [
+        ("5", "succeeded"), ("6", "succeeded"), ("7", "succeeded"),
+    ]  # fmt: skip
+    assert "3 of 3 runs reached it" in " ".join(summary.split())
+    assert "olympic mean" in summary
+
+    mixed = _mlbench("run", "digits-mlp", "--repeat", "2", "--detach", env=env, timeout=60)
+    assert mixed.returncode == 2 and "do not mix" in mixed.stderr

@@ -45,6 +45,9 @@ def test_digits_run_reaches_goal_and_everything_is_stored(live_master: LiveMaste
         f"/api/v1/runs/{run['id']}/metrics", params={"name": "val/accuracy", "rank": 0}
     ).json()["points"]
     assert accuracy and accuracy[-1]["value"] == pytest.approx(result["final_value"])
+    manifest = live_master.http.get(f"/api/v1/runs/{run['id']}/manifest").json()
+    assert manifest["spec"]["name"] == "digits-int" and manifest["seed"] == 3
+    assert manifest["settings"]["batch_size"] == 32 and len(manifest["devices"]) == 2
     steps = [p["step"] for p in accuracy]
     assert steps == sorted(steps) and len(set(steps)) == len(steps)  # each point stored once
 

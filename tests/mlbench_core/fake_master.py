@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mlbench_core.wire import MetricBatch, RunResult, StatusUpdate
+from mlbench_core.wire import Manifest, MetricBatch, RunResult, StatusUpdate
 
-_ROUTE = re.compile(r"^/api/v1/runs/(\d+)(/metrics|/status|/result)?$")
+_ROUTE = re.compile(r"^/api/v1/runs/(\d+)(/metrics|/status|/result|/manifest)?$")
 
 
 class FakeMaster:
@@ -36,6 +36,7 @@ class FakeMaster:
         self.metric_requests = 0
         self.statuses: list[dict[str, Any]] = []
         self.result: dict[str, Any] | None = None
+        self.manifest: dict[str, Any] | None = None
         # Misbehaviour knobs (each counts down per metrics request unless noted).
         self.fail_next = 0  # answer 503 without storing
         self.drop_after_store = 0  # store, then close the connection without an answer
@@ -115,6 +116,11 @@ class FakeMaster:
                 return self._metrics(MetricBatch.model_validate_json(body))
             if method == "POST" and route == "/status":
                 return self._status(StatusUpdate.model_validate_json(body))
+            if method == "PUT" and route == "/manifest":
+                manifest = Manifest.model_validate_json(body)
+                with self.lock:
+                    self.manifest = manifest.model_dump(mode="json")
+                return 200, self.manifest
             if method == "PUT" and route == "/result":
                 result = RunResult.model_validate_json(body)
                 with self.lock:

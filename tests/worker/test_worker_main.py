@@ -175,6 +175,11 @@ def test_two_workers_train_and_report_to_the_master(master: FakeMaster, tmp_path
     assert kinds[0] == "status" and kinds[-2:] == ["result", "status"]
     assert master.events[-1][2] == len(master.points)  # all points were in before succeeded
     assert "finished: goal_reached=True" in outcomes[0][1]
+    manifest = master.manifest
+    assert manifest is not None, "rank 0 sends the run's manifest"
+    assert manifest["world_size"] == 2 and manifest["backend"] == "gloo"
+    assert manifest["settings"]["lr"] == 0.1 and manifest["seed"] == 0
+    assert len(manifest["devices"]) == 2 and "torch" in manifest["packages"]
 
     # A restarted container of the same run (StatefulSet) must not train again, even when the
     # master still shows the run as running.

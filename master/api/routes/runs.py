@@ -48,9 +48,10 @@ def list_runs(
     state: Annotated[list[RunState] | None, Query(description="Repeat to match several.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
+    group: Annotated[str | None, Query(description="Only the runs of this group.")] = None,
 ) -> RunsPublic:
     """Runs, newest first."""
-    items, total = runs.list_runs(session, state or [], limit, offset)
+    items, total = runs.list_runs(session, state or [], limit, offset, group)
     return RunsPublic(
         items=[RunPublic.from_row(run) for run in items], total=total, limit=limit, offset=offset
     )

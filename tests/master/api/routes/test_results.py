@@ -16,6 +16,9 @@ RESULT: dict[str, Any] = {
     "total_time_s": 20.25,
     "steps": 800,
     "epochs": 8.0,
+    "epochs_to_goal": 5.0,
+    "best_value": 0.975,
+    "bytes_communicated": 3 * 2**40,  # beyond 32 bits: the column must be a BIGINT
     "phases": {
         "data": 1.0,
         "forward": 2.0,
