@@ -70,9 +70,6 @@ class Aggregator(ABC):
 
     def count(self, tensor: torch.Tensor) -> None:
         """Record ``tensor`` as sent by this rank."""
-        self.count_bytes(tensor.numel() * tensor.element_size())
-
-    def count_bytes(self, nbytes: int) -> None:
-        """Record ``nbytes`` as sent, where the wire format is not one tensor's storage."""
+        nbytes = tensor.numel() * tensor.element_size()
         self.bytes_sent += nbytes
         self.last_step_bytes += nbytes
