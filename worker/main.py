@@ -15,6 +15,7 @@ its public names are re-exported here.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import logging
 import math
@@ -293,6 +294,9 @@ def _run_worker(
     finally:
         guard.armed = False  # no Terminated in the middle of the clean-up
         client.close(timeout_s=2.0 if code == EXIT_TERMINATED else 10.0)
+        # Free objects in reference cycles (DDP's reducer among them) while the process group
+        # still exists; collected after its destruction they have aborted the process (SIGABRT).
+        gc.collect()
         mdist.shutdown()
         if linger and args.linger and not guard.received:
             _linger(guard)

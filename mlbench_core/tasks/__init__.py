@@ -31,7 +31,14 @@ def all_tasks() -> list[type[Task]]:
 
 def _load_builtin() -> None:
     # Imported lazily so that `import mlbench_core.tasks` stays cheap for the master.
-    from mlbench_core.tasks import allreduce, digits  # noqa: F401
+    from mlbench_core.tasks import (  # noqa: F401
+        allreduce,
+        cifar_resnet,
+        digits,
+        epsilon_logreg,
+        wikitext_lstm,
+        wmt_transformer,
+    )
 
 
 __all__ = ["GoalSpec", "Task", "TaskContext", "all_tasks", "get_task", "register"]

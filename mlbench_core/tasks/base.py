@@ -73,16 +73,33 @@ class Task(ABC):
 
     @classmethod
     def config_from(cls, overrides: Mapping[str, Any]) -> BaseModel:
-        """Defaults plus overrides, validated; unknown keys and bad values raise ValueError."""
+        """Defaults plus overrides, validated; unknown keys and bad values raise ValueError.
+
+        A dotted key sets one entry of a mapping setting, so flat ``--set`` overrides reach
+        nested settings: ``aggregator_settings.rank=4`` becomes ``{"aggregator_settings":
+        {"rank": 4}}``.
+        """
+        nested: dict[str, Any] = {}
+        for key, value in overrides.items():
+            head, _, rest = key.partition(".")
+            if rest:
+                entry = nested.setdefault(head, {})
+                if not isinstance(entry, dict):
+                    raise ValueError(f"{cls.id}: {head!r} is set both as a whole and by {key!r}")
+                entry[rest] = value
+            elif isinstance(nested.get(head), dict) and not isinstance(value, dict):
+                raise ValueError(f"{cls.id}: {head!r} is set both as a whole and by key")
+            else:
+                nested[head] = value
         known = sorted(cls.Config.model_fields)
-        unknown = sorted(set(overrides) - set(known))
+        unknown = sorted(set(nested) - set(known))
         if unknown:
             raise ValueError(
                 f"{', '.join(map(repr, unknown))} not a setting of {cls.id!r} "
                 f"(settings: {', '.join(known)})"
             )
         try:
-            return cls.Config.model_validate(dict(overrides))
+            return cls.Config.model_validate(nested)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
