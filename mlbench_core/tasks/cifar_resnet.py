@@ -17,7 +17,6 @@ from mlbench_core.data.augment import CifarAugment
 from mlbench_core.data.cifar10 import Cifar10, load_cifar10, prepare_cifar10
 from mlbench_core.data.partition import shard_indices, shard_size, validation_slice
 from mlbench_core.models.resnet20 import ResNetCIFAR
-from mlbench_core.optim import make_scheduler
 from mlbench_core.tasks import register
 from mlbench_core.tasks.base import GoalSpec, Task, TaskContext
 from mlbench_core.train import (
@@ -25,10 +24,10 @@ from mlbench_core.train import (
     StepLoss,
     Trainable,
     TrainConfig,
-    TrainingLoop,
     data_root,
     make_communication,
-    settings_of,
+    plateau_warmup_scheduler,
+    run_training,
 )
 from mlbench_core.train.config import epochs_field
 from mlbench_core.wire import RunResult
@@ -183,26 +182,14 @@ class CifarResNetTask(Task):
         warmup_epochs = config.warmup_epochs
         if warmup_epochs is None:
             warmup_epochs = math.log2(ctx.world_size)
-        scheduler = make_scheduler(
-            "plateau-warmup",
+        scheduler = plateau_warmup_scheduler(
             optimizer,
-            {
-                "scale": ctx.world_size,
-                "warmup_steps": round(warmup_epochs * trainable.steps_per_epoch),
-                "mode": "min",
-                "factor": config.plateau_factor,
-                "patience": config.plateau_patience,
-                "threshold": config.plateau_threshold,
-                "min_lr": config.lr,  # as the reference: never below the unscaled lr
-            },
+            config,
+            scale=ctx.world_size,
+            warmup_steps=round(warmup_epochs * trainable.steps_per_epoch),
+            min_lr=config.lr,  # as the reference: never below the unscaled lr
         )
-        loop = TrainingLoop(
-            ctx,
-            trainable,
-            train_model=train_model,
-            aggregator=aggregator,
-            scheduler=scheduler,
-            settings=settings_of(config, plateau_metric="val/loss"),
-            goal=self.goal,
+        # The lr plateau is judged on the validation loss (the goal metric is the accuracy).
+        return run_training(
+            ctx, config, trainable, train_model, aggregator, scheduler, self.goal, "val/loss"
         )
-        return loop.run()

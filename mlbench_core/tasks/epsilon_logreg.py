@@ -15,17 +15,16 @@ from mlbench_core import distributed as mdist
 from mlbench_core.data.libsvm import EPSILON_FEATURES, load_libsvm, prepare_epsilon
 from mlbench_core.data.partition import shard_indices, shard_size, validation_slice
 from mlbench_core.models.logreg import LogisticRegression
-from mlbench_core.optim import make_scheduler
 from mlbench_core.tasks import register
 from mlbench_core.tasks.base import GoalSpec, Task, TaskContext
 from mlbench_core.train import (
     StepLoss,
     Trainable,
     TrainConfig,
-    TrainingLoop,
     data_root,
     make_communication,
-    settings_of,
+    plateau_warmup_scheduler,
+    run_training,
 )
 from mlbench_core.train.config import epochs_field
 from mlbench_core.wire import RunResult
@@ -151,28 +150,16 @@ class EpsilonLogRegTask(Task):
         model = LogisticRegression(EPSILON_FEATURES, 1, l2=config.l2).to(ctx.device)
         aggregator, train_model = make_communication(ctx, config, model)
         optimizer = torch.optim.SGD(train_model.parameters(), lr=config.lr)
-        scheduler = make_scheduler(
-            "plateau-warmup",
+        scheduler = plateau_warmup_scheduler(
             optimizer,
-            {
-                "scale": min(config.lr_scale_cap, ctx.world_size),
-                "mode": "min",
-                "factor": config.plateau_factor,
-                "patience": config.plateau_patience,
-                "threshold": config.plateau_threshold,
-                "min_lr": config.lr,  # as the reference: never below the unscaled lr
-            },
+            config,
+            scale=min(config.lr_scale_cap, ctx.world_size),
+            min_lr=config.lr,  # as the reference: never below the unscaled lr
         )
         trainable = LogRegTrainable(
             model, optimizer, train, val, batch_size=config.batch_size, ctx=ctx
         )
-        loop = TrainingLoop(
-            ctx,
-            trainable,
-            train_model=train_model,
-            aggregator=aggregator,
-            scheduler=scheduler,
-            settings=settings_of(config, plateau_metric="val/loss"),
-            goal=self.goal,
+        # The lr plateau is judged on the validation loss (the goal metric is the accuracy).
+        return run_training(
+            ctx, config, trainable, train_model, aggregator, scheduler, self.goal, "val/loss"
         )
-        return loop.run()

@@ -23,7 +23,6 @@ from mlbench_core.data.wikitext import (
     prepare_wikitext2,
 )
 from mlbench_core.models.awd_lstm import AWDLSTM, Hidden, detach_hidden
-from mlbench_core.optim import make_scheduler
 from mlbench_core.tasks import register
 from mlbench_core.tasks.base import GoalSpec, Task, TaskContext
 from mlbench_core.train import (
@@ -31,10 +30,10 @@ from mlbench_core.train import (
     StepLoss,
     Trainable,
     TrainConfig,
-    TrainingLoop,
     data_root,
     make_communication,
-    settings_of,
+    plateau_warmup_scheduler,
+    run_training,
 )
 from mlbench_core.train.config import epochs_field
 from mlbench_core.wire import RunResult
@@ -223,24 +222,12 @@ class WikiTextLSTMTask(Task):
         )
         trainable = LanguageModelTrainable(model, optimizer, corpus, config, ctx)
         warmup_epochs = config.warmup_epochs_per_worker * ctx.world_size
-        scheduler = make_scheduler(
-            "plateau-warmup",
+        scheduler = plateau_warmup_scheduler(
             optimizer,
-            {
-                "scale": math.sqrt(ctx.world_size),
-                "warmup_steps": round(warmup_epochs * trainable.steps_per_epoch),
-                "mode": "min",
-                "factor": config.plateau_factor,
-                "patience": config.plateau_patience,
-            },
+            config,
+            scale=math.sqrt(ctx.world_size),
+            warmup_steps=round(warmup_epochs * trainable.steps_per_epoch),
         )
-        loop = TrainingLoop(
-            ctx,
-            trainable,
-            train_model=train_model,
-            aggregator=aggregator,
-            scheduler=scheduler,
-            settings=settings_of(config),
-            goal=self.goal,
+        return run_training(
+            ctx, config, trainable, train_model, aggregator, scheduler, goal=self.goal
         )
-        return loop.run()

@@ -24,10 +24,9 @@ from mlbench_core.train import (
     StepLoss,
     Trainable,
     TrainConfig,
-    TrainingLoop,
     data_root,
     make_communication,
-    settings_of,
+    run_training,
 )
 from mlbench_core.train.config import Precision, epochs_field, eval_every_field
 from mlbench_core.wire import RunResult
@@ -241,13 +240,6 @@ class WmtTransformerTask(Task):
         )
         scheduler = make_scheduler("inverse-sqrt", optimizer, {"warmup_steps": config.warmup_steps})
         trainable = TranslationTrainable(model, optimizer, corpus, config, ctx)
-        loop = TrainingLoop(
-            ctx,
-            trainable,
-            train_model=train_model,
-            aggregator=aggregator,
-            scheduler=scheduler,
-            settings=settings_of(config),
-            goal=self.goal,
+        return run_training(
+            ctx, config, trainable, train_model, aggregator, scheduler, goal=self.goal
         )
-        return loop.run()

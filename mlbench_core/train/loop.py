@@ -33,7 +33,8 @@ from mlbench_core import distributed as mdist
 from mlbench_core.optim import WarmupReduceLROnPlateau
 from mlbench_core.optim.base import Aggregator
 from mlbench_core.tasks.base import GoalSpec, TaskContext
-from mlbench_core.train.setup import LoopSettings
+from mlbench_core.train.config import TrainConfig
+from mlbench_core.train.setup import LoopSettings, settings_of
 from mlbench_core.train.trainable import Trainable
 from mlbench_core.wire import RunResult
 
@@ -318,3 +319,30 @@ class TrainingLoop:
             phases=tracker.phase_times(),
             extra=extra,
         )
+
+
+def run_training(
+    ctx: TaskContext,
+    config: TrainConfig,
+    trainable: Trainable,
+    train_model: nn.Module,
+    aggregator: Aggregator,
+    scheduler: LRScheduler | ReduceLROnPlateau | None,
+    goal: GoalSpec | None,
+    plateau_metric: str | None = None,
+) -> RunResult:
+    """Train ``trainable`` in a ``TrainingLoop`` with the loop settings of ``config``.
+
+    ``train_model`` and ``aggregator`` are what ``make_communication`` gave; ``plateau_metric``
+    is the metric a reduce-on-plateau ``scheduler`` follows (None: the goal metric).
+    """
+    loop = TrainingLoop(
+        ctx,
+        trainable,
+        train_model=train_model,
+        aggregator=aggregator,
+        scheduler=scheduler,
+        settings=settings_of(config, plateau_metric=plateau_metric),
+        goal=goal,
+    )
+    return loop.run()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
-from mlbench_core.optim import make_aggregator
+from mlbench_core.optim import make_aggregator, make_scheduler
 from mlbench_core.optim.base import Aggregator
 from mlbench_core.tasks.base import TaskContext
 from mlbench_core.train.config import TrainConfig
@@ -31,6 +34,42 @@ def make_communication(
         world_size=ctx.world_size,
     )
     return aggregator, aggregator.wrap(model)
+
+
+class PlateauSettings(Protocol):
+    """The plateau fields of a task config (some also have ``plateau_threshold``)."""
+
+    plateau_factor: float
+    plateau_patience: int
+
+
+def plateau_warmup_scheduler(
+    optimizer: Optimizer,
+    config: PlateauSettings,
+    *,
+    scale: float,
+    warmup_steps: int = 0,
+    min_lr: float = 0.0,
+) -> LRScheduler:
+    """``plateau-warmup`` on a loss-like metric (mode min) with the config's plateau settings.
+
+    The lr warms up linearly from its base to base * ``scale`` over ``warmup_steps``, then is
+    cut by ``plateau_factor`` after ``plateau_patience`` evaluations without an improvement of
+    at least ``plateau_threshold`` (where the config has one; else the scheduler's default),
+    never below ``min_lr``.
+    """
+    settings: dict[str, object] = {
+        "scale": scale,
+        "warmup_steps": warmup_steps,
+        "mode": "min",
+        "factor": config.plateau_factor,
+        "patience": config.plateau_patience,
+        "min_lr": min_lr,
+    }
+    threshold = getattr(config, "plateau_threshold", None)
+    if threshold is not None:
+        settings["threshold"] = threshold
+    return make_scheduler("plateau-warmup", optimizer, settings)
 
 
 def settings_of(config: TrainConfig, plateau_metric: str | None = None) -> LoopSettings:

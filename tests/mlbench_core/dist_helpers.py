@@ -7,6 +7,8 @@ by a timeout instead of hanging the test session. Each rank writes its JSON retu
 
 from __future__ import annotations
 
+import gc
+import importlib
 import json
 import os
 import socket
@@ -41,8 +43,15 @@ def run_ranks(
     out_dir: Path,
     params: dict[str, Any] | None = None,
     timeout_s: float = 60.0,
+    *,
+    module: str = "tests.mlbench_core.dist_helpers",
 ) -> list[RankOutcome]:
-    """Start ``world_size`` ranks running ``TARGETS[target]``; kill them all after the timeout."""
+    """Start ``world_size`` ranks of ``python -m <module> <target> <out_dir> <params>``.
+
+    ``module`` is this one by default (``target`` names one of ``TARGETS``); other test helpers
+    pass their own module, whose ``__main__`` runs the rank side. All ranks are killed once
+    ``timeout_s`` has passed.
+    """
     port = free_port()
     out_dir.mkdir(parents=True, exist_ok=True)
     procs = []
@@ -59,14 +68,7 @@ def run_ranks(
         )
         procs.append(
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.mlbench_core.dist_helpers",
-                    target,
-                    str(out_dir),
-                    json.dumps(params or {}),
-                ],
+                [sys.executable, "-m", module, target, str(out_dir), json.dumps(params or {})],
                 cwd=ROOT,
                 env=env,
                 stdout=subprocess.DEVNULL,
@@ -88,6 +90,45 @@ def run_ranks(
         value = json.loads(result_file.read_text()) if result_file.exists() else None
         outcomes.append(RankOutcome(rank, proc.returncode, stderr, value))
     return outcomes
+
+
+def function_of(target: str) -> Callable[[dict[str, Any]], Any]:
+    """The function that a ``"module:function"`` target names."""
+    module_name, _, function_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+def rank_main(
+    resolve: Callable[[str], Callable[[dict[str, Any]], Any]],
+    *,
+    init_timeout_s: float = 30,
+    one_thread: bool = False,
+    collect_garbage: bool = False,
+) -> None:
+    """The rank side of ``run_ranks``: run ``resolve(target)(params)`` in a gloo process group.
+
+    ``one_thread`` limits torch to one thread before the group starts; ``collect_garbage``
+    collects the run's reference cycles (DDP's reducer and its hooks) while the process group
+    they use still exists. ``params["skip_shutdown"]`` leaves the group up at exit.
+    """
+    from mlbench_core import distributed as mdist
+
+    target, out_dir, params = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
+    function = resolve(target)
+    if one_thread:
+        import torch
+
+        torch.set_num_threads(1)
+    env = mdist.DistEnv.from_env()
+    mdist.init_process_group(env, mdist.pick_backend("gloo"), timeout_s=init_timeout_s)
+    try:
+        value = function(params)
+    finally:
+        if collect_garbage:
+            gc.collect()
+        if not params.get("skip_shutdown"):
+            mdist.shutdown()
+    (out_dir / f"rank{env.rank}.json").write_text(json.dumps(value))
 
 
 # ---------------------------------------------------------------- code that runs in the ranks
@@ -183,19 +224,5 @@ TARGETS: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
-def _main() -> None:
-    from mlbench_core import distributed as mdist
-
-    target, out_dir, params = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
-    env = mdist.DistEnv.from_env()
-    mdist.init_process_group(env, mdist.pick_backend("gloo"), timeout_s=30)
-    try:
-        value = TARGETS[target](params)
-    finally:
-        if not params.get("skip_shutdown"):
-            mdist.shutdown()
-    (out_dir / f"rank{env.rank}.json").write_text(json.dumps(value))
-
-
 if __name__ == "__main__":
-    _main()
+    rank_main(TARGETS.__getitem__)
