@@ -8,6 +8,7 @@ its own gradient and averages the parameters themselves after the step, every ``
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import ClassVar
 
 import torch
@@ -93,8 +94,9 @@ class PeriodicAverage(Aggregator):
         self.bucket_bytes = int(config.bucket_mb * MB)
         self.include_buffers = config.include_buffers
 
+    @abstractmethod
     def sync_due(self, steps: int) -> bool:
-        raise NotImplementedError
+        """Whether the optimizer step number ``steps`` ends with a model average."""
 
     def after_step(self, model: nn.Module) -> None:
         self.steps += 1

@@ -17,6 +17,7 @@ one flat index into the concatenated gradients).
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from typing import ClassVar
 
 import torch
@@ -68,13 +69,13 @@ class _Sparsified(Aggregator):
         self.error_feedback = config.error_feedback
         self.error: torch.Tensor | None = None
 
+    @abstractmethod
     def _select(self, acc: torch.Tensor, sizes: list[int]) -> torch.Tensor:
         """int64 flat indices to send: k per tensor segment of ``acc``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _exchange(self, values: torch.Tensor, indices: torch.Tensor, n: int) -> torch.Tensor:
         """Dense sum over ranks of the sparse vectors (values at indices), length ``n``."""
-        raise NotImplementedError
 
     def after_backward(self, model: nn.Module) -> None:
         grads = grads_of(model)
