@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from master.app import create_app
 from master.executors.base import Executor, Exit, Launch
 from master.settings import Settings
-from tests.pg import POSTGRES_URL
+from tests.pg import POSTGRES_URL, unavailable
 
 ADMIN_TOKEN = "test-admin-token"
 API = "/api/v1"
@@ -131,7 +131,7 @@ def fresh_schema() -> Iterator[str]:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     except Exception as exc:  # no server on this machine: say which one was tried
         admin.dispose()
-        pytest.skip(f"no PostgreSQL server at {POSTGRES_URL}: {type(exc).__name__}")
+        unavailable(exc)
     url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
     try:
         yield url.render_as_string(hide_password=False)

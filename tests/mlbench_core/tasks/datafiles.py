@@ -9,32 +9,11 @@ training visibly lower the loss.
 from __future__ import annotations
 
 import bz2
-import pickle
-import struct
 from pathlib import Path
-from typing import Any, BinaryIO
 
 import numpy as np
 
-
-class _Python2Pickler(pickle._Pickler):  # type: ignore[name-defined]
-    """Writes byte strings with Python 2's ``str`` opcodes (BINSTRING), as the CIFAR-10 files
-    were written; Python 3's protocol 2 would wrap them in ``_codecs.encode`` calls instead."""
-
-    dispatch = pickle._Pickler.dispatch.copy()  # type: ignore[attr-defined]
-
-    def save_str2(self, obj: bytes) -> None:
-        if len(obj) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
-        self.memoize(obj)
-
-    dispatch[bytes] = save_str2
-
-
-def _dump_py2(obj: Any, f: BinaryIO) -> None:
-    _Python2Pickler(f, protocol=2).dump(obj)
+from tests.mlbench_core.data.make_files import py2_pickle
 
 
 def write_cifar10(root: Path, per_batch: int = 32, seed: int = 0) -> Path:
@@ -52,8 +31,7 @@ def write_cifar10(root: Path, per_batch: int = 32, seed: int = 0) -> Path:
         base = (labels[:, None] * 25).astype(np.int64)
         pixels = np.clip(base + rng.integers(-20, 20, (per_batch, 3072)), 0, 255)
         record = {b"data": pixels.astype(np.uint8), b"labels": labels.tolist()}
-        with (folder / name).open("wb") as f:
-            _dump_py2(record, f)
+        (folder / name).write_bytes(py2_pickle(record))
 
     for i in range(1, 6):
         batch(f"data_batch_{i}")
@@ -63,8 +41,7 @@ def write_cifar10(root: Path, per_batch: int = 32, seed: int = 0) -> Path:
         b"label_names": [n.encode() for n in "abcdefghij"],
         b"num_vis": 3072,
     }
-    with (folder / "batches.meta").open("wb") as f:
-        _dump_py2(meta, f)
+    (folder / "batches.meta").write_bytes(py2_pickle(meta))
     return folder
 
 
