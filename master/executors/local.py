@@ -144,6 +144,8 @@ class LocalExecutor(Executor):
     def _watch(self, run_id: int, target: Any) -> None:
         thread = threading.Thread(target=target, name=f"watch-run-{run_id}", daemon=True)
         with self._lock:
+            # A long-lived master watches many runs over time: keep only the live threads.
+            self._watchers = [t for t in self._watchers if t.is_alive()]
             self._watchers.append(thread)
         thread.start()
 
