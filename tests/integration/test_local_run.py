@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -100,6 +101,11 @@ def test_a_killed_worker_fails_the_run_with_a_reason(sqlite_master: LiveMaster) 
     run = sqlite_master.wait(created["id"], {"succeeded", "failed", "stopped"}, timeout_s=60)
     assert run["state"] == "failed"
     assert run["reason"], "a failed run must say why"
+    # The other rank may report the failure before the launcher's exit is recorded.
+    end = time.monotonic() + 30
+    while run["exit_code"] is None and time.monotonic() < end:
+        time.sleep(0.2)
+        run = sqlite_master.get(created["id"])
     assert run["exit_code"] not in (None, 0)
 
 
