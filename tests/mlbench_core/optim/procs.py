@@ -30,4 +30,5 @@ def run_ok(
 
 
 if __name__ == "__main__":
-    rank_main(function_of, init_timeout_s=30, one_thread=True)
+    # DDP variants leave the reducer in a reference cycle: collect it before the group ends.
+    rank_main(function_of, init_timeout_s=30, one_thread=True, collect_garbage=True)
