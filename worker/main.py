@@ -1,6 +1,8 @@
 """mlbench-worker: one rank of one run (DESIGN.md: Worker environment).
 
-Started by ``torch.distributed.run`` (local executor) or as a StatefulSet pod (Argo executor).
+Started by ``torch.distributed.run`` (local executor) or as a StatefulSet pod (Argo executor;
+``MLBENCH_POD_NAME`` set: rank from the pod name, bounded wait for ``MASTER_ADDR``, see
+:mod:`worker.pod`).
 Reads the run's spec, joins the process group, runs the task, and reports status, metrics and
 the result to the master.
 
@@ -50,6 +52,7 @@ from worker.invocation import (
     parse_args,
     read_report_env,
 )
+from worker.pod import MasterAddrUnresolved, PodMode, pod_mode, wait_for_master_addr
 
 __all__ = [
     "EXIT_FAILED",
@@ -136,6 +139,10 @@ def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = N
     try:
         spec = load_spec(args.spec, env_vars)
         report = None if args.no_report else read_report_env(env_vars)
+        # A StatefulSet pod (MLBENCH_POD_NAME) derives RANK from its name: worker/pod.py.
+        pod = pod_mode(env_vars)
+        if pod is not None:
+            env_vars = pod.environ
         try:
             dist_env = DistEnv.from_env(env_vars)
         except DistEnvError as exc:
@@ -157,7 +164,7 @@ def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = N
     # One line per HTTP request would bury the worker's own log; failures are logged anyway.
     logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
     try:
-        return _run_worker(args, spec, report, dist_env, env_vars, guard)
+        return _run_worker(args, spec, report, dist_env, env_vars, guard, pod)
     except Terminated:
         # Only reachable if SIGTERM lands between the two try blocks.
         return EXIT_TERMINATED
@@ -170,6 +177,7 @@ def _run_worker(
     dist_env: DistEnv,
     environ: Mapping[str, str],
     guard: _SignalGuard,
+    pod: PodMode | None = None,
 ) -> int:
     started = time.monotonic()
     data_dir = data_dir_from(environ)
@@ -209,6 +217,11 @@ def _run_worker(
             log.info("this rank already finished this run (%s): not training again", marker)
             code, linger = EXIT_OK, True
             return code
+        if pod is not None:
+            # Only now: a restarted pod of an ended run must linger, not wait for DNS.
+            wait_for_master_addr(
+                dist_env.master_addr, dist_env.master_port, pod.dns_timeout_s, pod.identity
+            )
 
         seed_everything(spec.seed)
         # One worker per resources.cpu cores: more intra-op threads than that only contend
@@ -278,6 +291,12 @@ def _run_worker(
     except KeyboardInterrupt:
         log.warning("interrupted")
         code = EXIT_INTERRUPTED
+        return code
+    except MasterAddrUnresolved as exc:
+        # One line, no traceback: the message says what to check in the cluster.
+        log.error("%s", exc)
+        client.status("failed", str(exc))
+        code = EXIT_FAILED
         return code
     except Exception as exc:
         if guard.received:
