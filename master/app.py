@@ -77,11 +77,16 @@ def _default_executors(settings: Settings, on_exit: partial[None]) -> dict[str, 
     # Imported here: the local executor pulls in process management the API layer never needs.
     from master.executors.local import LocalExecutor
 
-    return {
+    executors: dict[str, Executor] = {
         "local": LocalExecutor(
             on_exit=on_exit, runs_dir=settings.data_dir / "runs", grace_s=settings.stop_grace_s
         )
     }
+    if settings.argo_server:
+        from master.executors.argo import ArgoExecutor
+
+        executors["argo"] = ArgoExecutor.from_settings(settings, on_exit)
+    return executors
 
 
 def _not_started(exit: Exit) -> None:

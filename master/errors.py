@@ -35,3 +35,15 @@ class ExecutorFailed(ServiceError):
     """The executor (process launcher, Argo Server) refused or failed an operation."""
 
     status_code = 502
+
+
+class ExecutorUnavailable(ExecutorFailed):
+    """The executor's backend (Argo Server, Kubernetes API) cannot be reached now."""
+
+    status_code = 503
+
+
+class ExecutorConflict(ExecutorFailed):
+    """The executor's backend already holds an object of that name."""
+
+    status_code = 409

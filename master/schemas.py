@@ -180,7 +180,7 @@ def load_spec(data: dict[str, Any]) -> RunSpec:
         fields = {key: value for key, value in data.items() if key in RunSpec.model_fields}
         goal = dict(fields.get("goal") or {})
         fields["backend"] = Backend(fields.get("backend", Backend.gloo))
-        fields["executor"] = ExecutorKind(fields.get("executor", ExecutorKind.local))
+        fields["executor"] = ExecutorKind(fields.get("executor") or ExecutorKind.local)
         fields["resources"] = Resources.model_construct(**(fields.get("resources") or {}))
         fields["goal"] = Goal.model_construct(
             kind=GoalKind(goal.get("kind", GoalKind.full)), value=goal.get("value")
@@ -207,3 +207,31 @@ class GroupSummaryPublic(BaseModel):
     group: str
     runs: list[GroupRunPublic]
     time_to_goal: TimeToGoalSummary
+
+
+class NodeResources(BaseModel):
+    """Resources of one node: CPU in cores, memory in bytes, GPUs (``nvidia.com/gpu``)."""
+
+    cpu: float = Field(examples=[3.5])
+    memory: int = Field(description="Bytes.", examples=[16_642_998_272])
+    gpu: int = Field(0, examples=[1])
+
+
+class NodePublic(BaseModel):
+    """A machine runs can use: a Kubernetes node, or this host when runs are local."""
+
+    name: str = Field(examples=["gpu-node-1"])
+    ready: bool = Field(description="Kubernetes condition Ready (always true for this host).")
+    capacity: NodeResources
+    allocatable: NodeResources = Field(
+        description="What pods may request (Kubernetes); for this host: its CPUs and the "
+        "memory available now."
+    )
+    arch: str | None = Field(None, examples=["amd64"])
+    os: str | None = Field(None, examples=["linux"])
+    instance_type: str | None = Field(None, examples=["g5.xlarge"])
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="The node's labels of interest (arch, os, instance type, zone, GPU model).",
+    )
+    source: Literal["kubernetes", "local"]

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from platformdirs import user_data_dir
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlbench_core.spec import ExecutorKind
+
+if TYPE_CHECKING:
+    from workflows.config import ClusterConfig
 
 
 def normalize_database_url(url: str) -> str:
@@ -54,6 +60,72 @@ class Settings(BaseSettings):
     max_points_per_read: int = Field(
         50_000, ge=1, description="Upper bound on the points one metrics read scans and returns."
     )
+    default_executor: ExecutorKind = Field(
+        ExecutorKind.local,
+        description="Executor of runs whose spec names none: local or argo.",
+    )
+
+    # -- Kubernetes path: Argo Server and the cluster -------------------------------------------
+    argo_server: str | None = Field(
+        None,
+        description="Argo Server URL, e.g. https://argo-server.argo:2746; the argo executor is "
+        "configured iff this is set.",
+    )
+    argo_token: SecretStr | None = Field(
+        None, description="Bearer token for the Argo Server (without the 'Bearer ' prefix)."
+    )
+    argo_token_file: Path | None = Field(
+        None,
+        description="File holding the Argo Server token, read again on every request so a "
+        "rotated token works, e.g. /var/run/secrets/kubernetes.io/serviceaccount/token; "
+        "used when argo_token is unset.",
+    )
+    argo_verify_tls: bool = Field(True, description="Verify the Argo Server's TLS certificate.")
+    argo_ca_file: Path | None = Field(
+        None, description="CA bundle to verify the Argo Server with (default: the system's)."
+    )
+    argo_namespace: str = Field(
+        "mlbench", description="Namespace of the run workflows, their pods and Secrets."
+    )
+    argo_service_account: str = Field(
+        "mlbench-workflow", description="Service account of the workflows' step pods."
+    )
+    argo_data_pvc: str = Field(
+        "mlbench-data",
+        description="PersistentVolumeClaim mounted as the workers' data dir (datasets are "
+        "downloaded once); empty gives each pod an emptyDir.",
+    )
+    argo_api_url: str | None = Field(
+        None,
+        description="Master URL as the workflow pods reach it, e.g. "
+        "http://mlbench-master.mlbench:8000; default public_url.",
+    )
+    argo_poll_s: float = Field(
+        10, gt=0, description="Seconds between two status polls of the live workflows."
+    )
+    argo_request_timeout_s: float = Field(
+        15, gt=0, description="Timeout of one request to the Argo Server or the Kubernetes API."
+    )
+    argo_ready_timeout_s: int = Field(
+        900, ge=1, description="How long a run's workflow waits for all worker pods to be ready."
+    )
+    kubeconfig: Path | None = Field(
+        None,
+        description="Kubeconfig for the Kubernetes API (run Secrets, GET /nodes); default: the "
+        "pod's service account in a cluster, else $KUBECONFIG or ~/.kube/config.",
+    )
+    cluster_domain: str = Field(
+        "cluster.local", description="DNS suffix of the cluster (worker pods' full names)."
+    )
+
+    @field_validator("argo_server")
+    @classmethod
+    def _argo_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"argo_server {value!r} must start with http:// or https://")
+        return value.rstrip("/")
 
     @property
     def resolved_database_url(self) -> str:
@@ -71,3 +143,22 @@ class Settings(BaseSettings):
         if ":" in host:  # IPv6 literal
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    @property
+    def resolved_argo_api_url(self) -> str:
+        """The master's URL as the workflow pods reach it."""
+        if self.argo_api_url:
+            return self.argo_api_url.rstrip("/")
+        return self.resolved_public_url
+
+    def cluster_config(self) -> ClusterConfig:
+        """Where and how run workflows run, for ``workflows.run_workflow.build_workflow``."""
+        from workflows.config import ClusterConfig
+
+        return ClusterConfig(
+            namespace=self.argo_namespace,
+            service_account=self.argo_service_account,
+            data_pvc=self.argo_data_pvc or None,
+            cluster_domain=self.cluster_domain,
+            ready_timeout_s=self.argo_ready_timeout_s,
+        )

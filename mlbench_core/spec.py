@@ -101,7 +101,11 @@ class RunSpec(BaseModel):
         description="Repeats of one configuration (different seeds) share a group; the master "
         "summarises their time-to-goal.",
     )
-    executor: ExecutorKind = Field(ExecutorKind.local)
+    executor: ExecutorKind | None = Field(
+        None,
+        description="local or argo; unset = the master's default (MLBENCH_DEFAULT_EXECUTOR). "
+        "The master stores the executor it used.",
+    )
     image: str = Field("mlbench/worker:latest", min_length=1, max_length=255)
     max_duration_s: int = Field(
         3600, ge=1, le=7 * 24 * 3600, description="Hard wall-clock limit for the whole run."

@@ -20,9 +20,10 @@ TOKEN = "served-admin-token"
 class ServedMaster:
     """``mlbench serve`` as a separate process, so the test can SIGKILL it like a crash."""
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str] | None = None) -> None:
         self.env = dict(os.environ, MLBENCH_DATA_DIR=str(data_dir), MLBENCH_ADMIN_TOKEN=TOKEN)
         self.env.pop("MLBENCH_DATABASE_URL", None)
+        self.env.update(env or {})
         self.env["MLBENCH_API_URL"] = f"http://127.0.0.1:{port}"
         self.url = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen(

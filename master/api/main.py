@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from master.api.routes import benchmarks, groups, health, manifests, metrics, results, runs
+from master.api.routes import (
+    benchmarks,
+    groups,
+    health,
+    manifests,
+    metrics,
+    nodes,
+    results,
+    runs,
+)
 
 API_PREFIX = "/api/v1"
 
@@ -16,3 +25,4 @@ api_router.include_router(metrics.router)
 api_router.include_router(results.router)
 api_router.include_router(manifests.router)
 api_router.include_router(groups.router)
+api_router.include_router(nodes.router)

@@ -11,12 +11,14 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from master.cli.client import ApiError, Client
 from master.cli.connect import ConnectError, Connection, connect
+from master.cli.render import render as render_command
 from master.cli.watch import follow, group_table, result_table
-from mlbench_core.spec import GoalKind, RunSpec, parse_override
+from mlbench_core.spec import ExecutorKind, GoalKind, RunSpec, parse_override
 from mlbench_core.states import RunState
 
 app = typer.Typer(
@@ -28,6 +30,7 @@ benchmarks_app = typer.Typer(help="The benchmark catalog.", no_args_is_help=True
 app.add_typer(runs_app, name="runs")
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(benchmarks_app, name="benchmarks")
+app.command("render")(render_command)
 
 out = Console()
 err = Console(stderr=True)
@@ -45,7 +48,8 @@ EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 1, 2, 3
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # Messages quote user input and regexes ("[a-z0-9]"); unescaped, rich would eat them as markup.
+    err.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -91,6 +95,7 @@ def _build_spec(
     seed: int,
     max_duration: int,
     repeat: int,
+    executor: ExecutorKind | None = None,
 ) -> list[RunSpec]:
     """One spec, or ``repeat`` specs of one group with seeds seed, seed+1, ..."""
     try:
@@ -110,6 +115,7 @@ def _build_spec(
                 seed=seed + i,
                 group=None if repeat == 1 else base,
                 max_duration_s=max_duration,
+                executor=executor,
             )
             for i, run_name in enumerate(names)
         ]
@@ -152,6 +158,14 @@ def run(
         ),
     ] = 1,
     detach: Annotated[bool, typer.Option(help="Submit and return without following.")] = False,
+    executor: Annotated[
+        ExecutorKind | None,
+        typer.Option(
+            help="Where the workers run: local (this machine) or argo (Kubernetes); "
+            "default: the master's MLBENCH_DEFAULT_EXECUTOR.",
+            show_default=False,
+        ),
+    ] = None,
     api_url: ApiUrl = None,
     token: Token = None,
 ) -> None:
@@ -159,7 +173,7 @@ def run(
     if detach and repeat > 1:
         raise fail("--detach and --repeat do not mix: repeats run one after the other", 2)
     specs = _build_spec(
-        benchmark, name, workers, overrides, goal, goal_value, seed, max_duration, repeat
+        benchmark, name, workers, overrides, goal, goal_value, seed, max_duration, repeat, executor
     )
     conn = _connect(api_url, token, embed=not detach)
     try:
@@ -196,6 +210,44 @@ def _follow_with_stop(client: Client, run_id: int, spec: RunSpec) -> dict[str, A
         err.print(f"stopping run {run_id} (Ctrl-C again to leave it running)")
         _api(client.stop, run_id)
         return follow(client, run_id, err, goal_metric=metric, target=spec.goal_value())
+
+
+@app.command()
+def nodes(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the master's JSON.")] = False,
+    api_url: ApiUrl = None,
+    token: Token = None,
+) -> None:
+    """The machines runs can use: the cluster's nodes (argo), or the master's host (local)."""
+    conn = _connect(api_url, token)
+    try:
+        items = _api(conn.client.nodes)
+    finally:
+        conn.close()
+    if as_json:
+        out.print_json(json.dumps(items))
+        return
+    source = items[0]["source"] if items else "kubernetes"
+    table = Table(title=f"nodes ({source})")
+    for column in ("name", "ready", "cpu", "memory", "gpu", "arch", "instance type"):
+        table.add_column(column)
+    for node in items:
+        cap, alloc = node["capacity"], node["allocatable"]
+        table.add_row(
+            node["name"],
+            "yes" if node["ready"] else "no",
+            f"{alloc['cpu']:g} / {cap['cpu']:g}",
+            f"{_gib(alloc['memory'])} / {_gib(cap['memory'])}",
+            f"{alloc['gpu']} / {cap['gpu']}",
+            node.get("arch") or "",
+            node.get("instance_type") or "",
+        )
+    out.print(table)
+    err.print("cpu, memory and gpu: allocatable / capacity", highlight=False)
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.1f}Gi"
 
 
 @runs_app.command("list")

@@ -82,6 +82,9 @@ class Client:
     def group(self, group: str) -> dict[str, Any]:
         return self._call("GET", f"/groups/{group}")
 
+    def nodes(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/nodes")
+
     def metrics(self, run_id: int, **params: Any) -> dict[str, Any]:
         return self._call("GET", f"/runs/{run_id}/metrics", params=params)
 

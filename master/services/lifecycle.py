@@ -52,7 +52,11 @@ def apply_status(
             )
         elif update.state == "failed":
             reason = f"rank {update.rank}: {detail}" if detail else f"rank {update.rank} failed"
-            if transition(session, run, RunState.failed, reason):
+            if RunState(run.state) is RunState.stopping:
+                # The stop itself makes ranks fail (peers killed, an Argo workflow's exit
+                # handler reports its stopped workflow as failed): the run ends as asked.
+                transition(session, run, RunState.stopped, f"stopped on request ({reason})")
+            elif transition(session, run, RunState.failed, reason):
                 stop_ref = (run.executor, dict(run.executor_ref or {}))
     # The other ranks may hang in a collective waiting for the failed one: end them now.
     if stop_ref is not None and (executor := executors.get(stop_ref[0])) is not None:

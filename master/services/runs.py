@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from master.auth import hash_token, new_token
 from master.db import write_transaction
-from master.errors import Conflict, ExecutorFailed, NotFound, Unprocessable
+from master.errors import Conflict, ExecutorFailed, NotFound, ServiceError, Unprocessable
 from master.executors.base import Executor, Launch
 from master.models import MetricBatch, MetricPoint, Result, Run, RunTransition, utcnow
-from mlbench_core.spec import RunSpec
+from mlbench_core.spec import ExecutorKind, RunSpec
 from mlbench_core.states import RunState, can_transition
 
 log = logging.getLogger(__name__)
@@ -110,20 +110,29 @@ def list_runs(
 
 
 def create_run(
-    session: Session, spec: RunSpec, executors: Mapping[str, Executor], api_url: str
+    session: Session,
+    spec: RunSpec,
+    executors: Mapping[str, Executor],
+    api_url: str,
+    default_executor: ExecutorKind = ExecutorKind.local,
 ) -> int:
     """Store a new run and start its workers; returns the run id.
 
+    A spec without an executor gets ``default_executor``; the stored spec names the one used.
     The run is moved to ``starting`` before the executor is called, so a worker that reports
     ``running`` right away finds a state it may leave. If the executor fails, the run is kept
-    as ``failed`` with the executor's message as reason.
+    as ``failed`` with the executor's message as reason; an executor's ``ServiceError`` (e.g.
+    the Argo Server refused the workflow) is then raised again, naming the run, so the client
+    gets its status code.
     """
-    executor = executors.get(spec.executor.value)
+    if spec.executor is None:
+        spec = spec.model_copy(update={"executor": ExecutorKind(default_executor)})
+    kind = ExecutorKind(spec.executor).value
+    executor = executors.get(kind)
     if executor is None:
         configured = ", ".join(sorted(executors)) or "none"
         raise Unprocessable(
-            f"executor {spec.executor.value!r} is not configured on this master "
-            f"(configured: {configured})",
+            f"executor {kind!r} is not configured on this master (configured: {configured})",
             loc=("body", "executor"),
         )
     token = new_token()
@@ -136,7 +145,7 @@ def create_run(
                 spec=spec.model_dump(mode="json"),
                 state=RunState.queued.value,
                 reason="created",
-                executor=spec.executor.value,
+                executor=kind,
                 token_hash=hash_token(token),
                 group=spec.group,
             )
@@ -152,9 +161,14 @@ def create_run(
     try:
         ref = executor.start(Launch(run_id=run_id, spec=spec, api_url=api_url, token=token))
     except Exception as exc:
-        log.exception("run %s: executor %s could not start it", run_id, executor.kind)
+        if isinstance(exc, ServiceError):
+            log.warning("run %s: executor %s could not start it: %s", run_id, kind, exc.detail)
+        else:
+            log.exception("run %s: executor %s could not start it", run_id, kind)
         with write_transaction(session):
             transition(session, lock_run(session, run_id), RunState.failed, _start_failed(exc))
+        if isinstance(exc, ServiceError):
+            raise _with_detail(exc, f"run {run_id} failed to start: {exc.detail}") from exc
         return run_id
 
     with write_transaction(session):
@@ -179,6 +193,16 @@ def _refuse_live_duplicate(session: Session, name: str) -> None:
 def _start_failed(exc: Exception) -> str:
     message = str(exc).strip().splitlines()
     return f"executor could not start the run: {message[0] if message else type(exc).__name__}"
+
+
+def _with_detail(exc: ServiceError, detail: str) -> ServiceError:
+    """The same kind of error (same status code), with another message."""
+    try:
+        again = type(exc)(detail)
+    except TypeError:  # a subclass with another constructor
+        again = ServiceError(detail)
+    again.status_code = exc.status_code
+    return again
 
 
 def stop_run(
@@ -217,6 +241,9 @@ def stop_run(
         return
     try:
         executor.stop(run_id, ref)
+    except ExecutorFailed as exc:  # already one readable line with its status (502, 503, ...)
+        log.warning("run %s: executor could not stop it: %s", run_id, exc.detail)
+        raise _with_detail(exc, f"executor could not stop run {run_id}: {exc.detail}") from exc
     except Exception as exc:
         log.exception("run %s: executor could not stop it", run_id)
         raise ExecutorFailed(f"executor could not stop run {run_id}: {exc}") from exc

@@ -27,7 +27,11 @@ _NOT_FOUND = {404: {"model": ErrorPublic}}
 _CONFLICT = {409: {"model": ErrorPublic}}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses={**_AUTH, **_CONFLICT})
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={**_AUTH, **_CONFLICT, 502: {"model": ErrorPublic}, 503: {"model": ErrorPublic}},
+)
 def create_run(
     spec: RunSpec,
     session: SessionDep,
@@ -35,9 +39,13 @@ def create_run(
     executors: ExecutorsDep,
     _admin: AdminDep,
 ) -> RunPublic:
-    """Store the run and start its workers. If the executor cannot start them the run is
-    still created, in state ``failed`` with the executor's message as reason."""
-    run_id = runs.create_run(session, spec, executors, settings.resolved_public_url)
+    """Store the run and start its workers (``executor`` unset: the master's default). If the
+    executor cannot start them the run is still created, in state ``failed`` with the
+    executor's message as reason; when its backend refused or could not be reached (Argo
+    Server, Kubernetes API) the answer is that error (409, 502, 503) naming the failed run."""
+    run_id = runs.create_run(
+        session, spec, executors, settings.resolved_public_url, settings.default_executor
+    )
     return RunPublic.from_row(runs.get_run(session, run_id))
 
 
@@ -65,7 +73,13 @@ def get_run(run_id: int, session: SessionDep, _reader: ReaderDep) -> RunPublic:
 @router.post(
     "/{run_id}/stop",
     status_code=status.HTTP_202_ACCEPTED,
-    responses={**_AUTH, **_NOT_FOUND, **_CONFLICT, 502: {"model": ErrorPublic}},
+    responses={
+        **_AUTH,
+        **_NOT_FOUND,
+        **_CONFLICT,
+        502: {"model": ErrorPublic},
+        503: {"model": ErrorPublic},
+    },
 )
 def stop_run(
     run_id: int, session: SessionDep, executors: ExecutorsDep, _admin: AdminDep

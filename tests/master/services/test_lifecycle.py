@@ -173,3 +173,26 @@ def test_runs_of_benchmarks_no_longer_in_the_catalog_still_list(master: Master) 
     assert run["spec"]["goal"] == {"kind": "light", "value": None}
     assert run["spec"]["workers"] == 3 and run["spec"]["backend"] == "gloo"
     assert master.client.get(f"{API}/runs").json()["items"][0]["id"] == run_id
+
+
+def test_a_failed_report_while_stopping_ends_the_run_stopped(master: Master) -> None:
+    # An Argo workflow's exit handler reports its stopped workflow as failed, and ranks whose
+    # peers were killed by the stop report failures: the run still ends as it was asked to.
+    run_id = master.create()["id"]
+    master.status(run_id, "running")
+    stop = master.client.post(f"{API}/runs/{run_id}/stop", headers=master.admin)
+    assert stop.json()["state"] == "stopping"
+    reported = master.status(run_id, "failed", rank=1, reason="peer closed the connection")
+    assert reported["state"] == "stopped"
+    assert reported["reason"] == "stopped on request (rank 1: peer closed the connection)"
+    assert len(master.executor.stops) == 1  # the stop already went out; nothing more to end
+    master.executor.exit(run_id, 1, "workflow mlbench-1-x Failed")
+    after = master.get(run_id)
+    assert after["state"] == "stopped" and after["exit_code"] == 1
+    assert [t["to_state"] for t in after["transitions"]][-2:] == ["stopping", "stopped"]
+
+
+def test_a_bare_failed_report_while_stopping_names_the_rank(master: Master) -> None:
+    run_id = master.create()["id"]
+    master.client.post(f"{API}/runs/{run_id}/stop", headers=master.admin)
+    assert master.status(run_id, "failed", rank=0)["reason"] == "stopped on request (rank 0 failed)"
