@@ -57,7 +57,10 @@ def _workers_of_this_process() -> list[psutil.Process]:
     """The launcher and worker processes the embedded master started."""
     found = []
     for proc in psutil.Process().children(recursive=True):
-        cmd = " ".join(proc.cmdline())
+        try:
+            cmd = " ".join(proc.cmdline())
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue  # an exited child of another test, not yet reaped by its owner
         if "torch.distributed.run" in cmd or "worker.main" in cmd:
             found.append(proc)
     return found

@@ -11,7 +11,13 @@ import yaml
 from hera.workflows import models as m
 
 from mlbench_core.spec import RunSpec
-from tests.workflows.argo_checks import ROOT, argo_errors, argo_schema
+from tests.workflows.argo_checks import (
+    ROOT,
+    SHARED_SCHEMA,
+    VENDORED_SCHEMA,
+    argo_errors,
+    argo_schema,
+)
 from workflows.config import RunTarget
 
 GENERATED = sorted(
@@ -25,6 +31,12 @@ def test_the_schema_is_the_official_one_we_expect() -> None:
     schema = argo_schema()
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert {"$ref": "#/definitions/io.argoproj.workflow.v1alpha1.Workflow"} in schema["oneOf"]
+
+
+def test_the_vendored_schema_is_the_shared_one() -> None:
+    if not SHARED_SCHEMA.exists():
+        pytest.skip(f"{SHARED_SCHEMA} is not beside this checkout; the vendored copy is used")
+    assert VENDORED_SCHEMA.read_bytes() == SHARED_SCHEMA.read_bytes()
 
 
 def test_run_workflows_validate(run_case: tuple[RunSpec, RunTarget, dict[str, Any]]) -> None:
