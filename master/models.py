@@ -149,6 +149,55 @@ class MetricPoint(Base):
     value: Mapped[float] = mapped_column(Double)
 
 
+class MetricSeries(Base):
+    """Points stored per (run, name, rank) series; kept up to date by every ingest, so the
+    names of a run and the size of a series are known without counting points."""
+
+    __tablename__ = "metric_series"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class MetricTile(Base):
+    """M4 summary (first, last, min and max point) of consecutive points of one series.
+
+    A series' points are numbered in arrival order (0, 1, ...); tile ``t`` of level ``l``
+    holds the points numbered ``t * 2**s`` to ``(t + 1) * 2**s - 1`` with ``s`` the level's
+    shift (``master.services.series.LEVEL_SHIFTS``). Plots of millions of points read a few
+    thousand tiles instead of every point. ``max_id`` bounds the ids of the tile's points,
+    so a read as of a point id knows which tiles it may use.
+    """
+
+    __tablename__ = "metric_tiles"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    level: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tile: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+    max_id: Mapped[int] = mapped_column(BigInteger)
+    first_step: Mapped[int] = mapped_column(BigInteger)
+    first_time: Mapped[float] = mapped_column(Double)
+    first_epoch: Mapped[float] = mapped_column(Double)
+    first_value: Mapped[float] = mapped_column(Double)
+    last_step: Mapped[int] = mapped_column(BigInteger)
+    last_time: Mapped[float] = mapped_column(Double)
+    last_epoch: Mapped[float] = mapped_column(Double)
+    last_value: Mapped[float] = mapped_column(Double)
+    min_step: Mapped[int] = mapped_column(BigInteger)
+    min_time: Mapped[float] = mapped_column(Double)
+    min_epoch: Mapped[float] = mapped_column(Double)
+    min_value: Mapped[float] = mapped_column(Double)
+    max_step: Mapped[int] = mapped_column(BigInteger)
+    max_time: Mapped[float] = mapped_column(Double)
+    max_epoch: Mapped[float] = mapped_column(Double)
+    max_value: Mapped[float] = mapped_column(Double)
+
+
 class MetricBatch(Base):
     """Ids of the batches already stored, so that a retried batch counts once."""
 

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationError
 
+from master.models import MetricPoint as MetricPointRow
 from master.models import Result, Run, RunTransition
 from mlbench_core.spec import Backend, ExecutorKind, Goal, GoalKind, Resources, RunSpec
 from mlbench_core.states import RunState
@@ -98,10 +100,52 @@ class RunPublic(BaseModel):
         )
 
 
+class RunProgress(BaseModel):
+    """Where a run stands, from its newest stored metric point."""
+
+    step: int = Field(examples=[120])
+    epoch: float = Field(examples=[1.5])
+    time: float = Field(description="Unix wall time of that point.", examples=[1767268800.25])
+
+    @classmethod
+    def from_row(cls, row: MetricPointRow) -> RunProgress:
+        return cls(step=row.step, epoch=row.epoch, time=row.time)
+
+
+class RunResultSummary(BaseModel):
+    """The figures of a run's result a listing shows (the whole result: GET /runs/{id}/result)."""
+
+    goal_reached: bool
+    time_to_goal_s: float | None
+    final_value: float | None
+    total_time_s: float
+    epochs: float
+
+    @classmethod
+    def from_row(cls, row: Result) -> RunResultSummary:
+        return cls(
+            goal_reached=row.goal_reached,
+            time_to_goal_s=row.time_to_goal_s,
+            final_value=row.final_value,
+            total_time_s=row.total_time_s,
+            epochs=row.epochs,
+        )
+
+
+class RunListItem(RunPublic):
+    """A run as ``GET /runs`` lists it: with its progress and result summary, so a table of
+    runs needs one request, not one per run."""
+
+    progress: RunProgress | None = Field(
+        None, description="Newest metric point's step, epoch and time; None before the first."
+    )
+    result: RunResultSummary | None = Field(None, description="None while the run has none.")
+
+
 class RunsPublic(BaseModel):
     """One page of runs, newest first."""
 
-    items: list[RunPublic]
+    items: list[RunListItem]
     total: int = Field(description="Number of runs matching the filter, over all pages.")
     limit: int
     offset: int
@@ -130,6 +174,33 @@ class MetricName(BaseModel):
     name: str = Field(examples=["train/loss"])
     ranks: list[int] = Field(examples=[[0, 1]])
     count: int = Field(description="Points stored under this name, all ranks.", examples=[240])
+
+
+class SeriesAxis(StrEnum):
+    step = "step"
+    time = "time"
+    epoch = "epoch"
+
+
+class SeriesPublic(BaseModel):
+    """One series for a plot: at full resolution when the range holds at most ``max_points``
+    points, else downsampled (M4: first, last, min and max of each bin) to at most that many."""
+
+    name: str = Field(examples=["train/loss"])
+    rank: int | None = Field(description="The rank asked for; None: mean over the ranks.")
+    ranks: list[int] = Field(description="Ranks the series was read from.", examples=[[0]])
+    axis: SeriesAxis = Field(description="What x holds: step, time (Unix seconds) or epoch.")
+    x: list[float] = Field(description="Ascending.", examples=[[0, 10, 20]])
+    y: list[float] = Field(examples=[[2.3, 1.1, 0.7]])
+    total: int = Field(
+        description="Points of the series in the range (steps, for a mean over ranks)."
+    )
+    downsampled: bool = Field(description="True when x, y hold fewer points than total.")
+    last_id: int = Field(
+        description="Newest point id the read saw: a metrics read with cursor=last_id returns "
+        "exactly the points stored since; pass it as until_id to read other series as of the "
+        "same moment."
+    )
 
 
 class IngestResult(BaseModel):

@@ -5,20 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from master.db import dialect_name, write_transaction
 from master.errors import Conflict, NotFound
-from master.models import MetricBatch, MetricPoint, Run, utcnow
+from master.models import MetricBatch, MetricPoint, MetricSeries, Run, utcnow
 from master.schemas import IngestResult, MetricName, MetricPointPublic, MetricsPage
+from master.services import series
 from master.services.downsample import downsample_rows
 from master.services.runs import ensure_run
 from mlbench_core import wire
 from mlbench_core.states import RunState
 
 POINTS = MetricPoint.__table__
+SERIES = MetricSeries.__table__
 # Namespace (first key) of our advisory locks, so they cannot collide with other applications
 # that share the PostgreSQL server; the second key is the run id.
 _PG_LOCK_NAMESPACE = 0x6D6C62  # "mlb"
@@ -60,6 +62,7 @@ def ingest(session: Session, run_id: int, batch: wire.MetricBatch, grace_s: floa
                 insert(POINTS),
                 [{"run_id": run_id, **point.model_dump()} for point in batch.points],
             )
+            series.record(session, run_id, batch.points)
     except IntegrityError:
         # A concurrent request with the same batch id won (unique constraint): nothing of ours
         # was kept, theirs was stored once. (With the locks above this is a backstop.)
@@ -130,12 +133,13 @@ def read_points(
 
 
 def metric_names(session: Session, run_id: int) -> list[MetricName]:
+    """Names with their ranks and counts, from the per-series counts ingest keeps (no scan of
+    the points)."""
     ensure_run(session, run_id)
     rows = session.execute(
-        select(POINTS.c.name, POINTS.c.rank, func.count())
-        .where(POINTS.c.run_id == run_id)
-        .group_by(POINTS.c.name, POINTS.c.rank)
-        .order_by(POINTS.c.name, POINTS.c.rank)
+        select(SERIES.c.name, SERIES.c.rank, SERIES.c.count)
+        .where(SERIES.c.run_id == run_id)
+        .order_by(SERIES.c.name, SERIES.c.rank)
     )
     names: dict[str, MetricName] = {}
     for name, rank, count in rows:

@@ -19,7 +19,16 @@ from master.auth import hash_token, new_token
 from master.db import write_transaction
 from master.errors import Conflict, ExecutorFailed, NotFound, ServiceError, Unprocessable
 from master.executors.base import Executor, Launch
-from master.models import MetricBatch, MetricPoint, Result, Run, RunTransition, utcnow
+from master.models import (
+    MetricBatch,
+    MetricPoint,
+    MetricSeries,
+    MetricTile,
+    Result,
+    Run,
+    RunTransition,
+    utcnow,
+)
 from mlbench_core.spec import ExecutorKind, RunSpec
 from mlbench_core.states import RunState, can_transition
 
@@ -93,10 +102,14 @@ def list_runs(
     limit: int,
     offset: int,
     group: str | None = None,
+    benchmark: str | None = None,
 ) -> tuple[list[Run], int]:
     """One page of runs, newest first, and the total number matching the filters."""
     query = select(Run)
     count = select(func.count()).select_from(Run)
+    if benchmark is not None:
+        query = query.where(Run.benchmark == benchmark)
+        count = count.where(Run.benchmark == benchmark)
     if states:
         values = [s.value for s in states]
         query = query.where(Run.state.in_(values))
@@ -107,6 +120,36 @@ def list_runs(
     total = session.scalar(count) or 0
     page = query.options(selectinload(Run.transitions)).order_by(Run.id.desc())
     return list(session.scalars(page.limit(limit).offset(offset))), total
+
+
+def latest_points(session: Session, run_ids: Sequence[int]) -> dict[int, MetricPoint]:
+    """The newest stored metric point of each run that has one: how far a run has come.
+
+    One ``max(id)`` per run, answered from the (run_id, id) index without scanning the run's
+    points, then one read of those rows; cheap even for runs with millions of points.
+    """
+    if not run_ids:
+        return {}
+    newest = (
+        select(func.max(MetricPoint.id))
+        .where(MetricPoint.run_id == Run.id)
+        .correlate(Run)
+        .scalar_subquery()
+    )
+    ids = [i for i in session.scalars(select(newest).where(Run.id.in_(run_ids))) if i is not None]
+    if not ids:
+        return {}
+    return {
+        p.run_id: p for p in session.scalars(select(MetricPoint).where(MetricPoint.id.in_(ids)))
+    }
+
+
+def results_of(session: Session, run_ids: Sequence[int]) -> dict[int, Result]:
+    """The stored results of these runs, by run id (runs without one are absent)."""
+    if not run_ids:
+        return {}
+    rows = session.scalars(select(Result).where(Result.run_id.in_(run_ids)))
+    return {row.run_id: row for row in rows}
 
 
 def create_run(
@@ -266,6 +309,6 @@ def delete_run(session: Session, run_id: int) -> None:
                 f"run {run_id} is {run.state}; only ended runs can be deleted (stop it first)"
             )
         # Explicit deletes instead of relying on ON DELETE CASCADE being enabled.
-        for model in (MetricPoint, MetricBatch, Result, RunTransition):
+        for model in (MetricTile, MetricSeries, MetricPoint, MetricBatch, Result, RunTransition):
             session.execute(delete(model).where(model.run_id == run_id))
         session.execute(delete(Run).where(Run.id == run_id))

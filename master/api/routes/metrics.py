@@ -9,8 +9,16 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from master.api.deps import ReaderDep, SessionDep, SettingsDep, StateDep, WorkerDep
-from master.schemas import ErrorPublic, IngestResult, MetricName, MetricsPage
-from master.services import export, metrics, runs
+from master.errors import Unprocessable
+from master.schemas import (
+    ErrorPublic,
+    IngestResult,
+    MetricName,
+    MetricsPage,
+    SeriesAxis,
+    SeriesPublic,
+)
+from master.services import export, metrics, runs, series
 from mlbench_core import wire
 
 router = APIRouter(prefix="/runs/{run_id}/metrics", tags=["metrics"])
@@ -70,6 +78,46 @@ def get_metrics(
 def get_metric_names(run_id: int, session: SessionDep, _reader: ReaderDep) -> list[MetricName]:
     """The metric names of a run with their ranks and point counts."""
     return metrics.metric_names(session, run_id)
+
+
+@router.get("/series", responses={**_AUTH, **_NOT_FOUND})
+def get_series(
+    run_id: int,
+    session: SessionDep,
+    _reader: ReaderDep,
+    name: Annotated[str, Query(min_length=1, max_length=128, description="Metric name.")],
+    rank: Annotated[
+        int | None, Query(ge=0, description="One rank; omitted: the mean over the ranks per step.")
+    ] = None,
+    x: Annotated[SeriesAxis, Query(description="What the x values are.")] = SeriesAxis.step,
+    max_points: Annotated[
+        int, Query(ge=4, le=series.MAX_POINTS, description="At most this many points.")
+    ] = 2000,
+    x_min: Annotated[float | None, Query(description="Only points with x >= x_min.")] = None,
+    x_max: Annotated[float | None, Query(description="Only points with x <= x_max.")] = None,
+    until_id: Annotated[
+        int | None,
+        Query(ge=0, description="Read as of this point id (a last_id or next_cursor)."),
+    ] = None,
+) -> SeriesPublic:
+    """One whole series for a plot, downsampled (M4) over its full or zoomed range; a range
+    holding at most ``max_points`` points comes at full resolution. Continue with cursor reads
+    from ``last_id`` to get only the points stored since."""
+    if x_min is not None and x_max is not None and x_min > x_max:
+        raise Unprocessable(
+            f"x_min ({x_min:g}) is greater than x_max ({x_max:g})", loc=("query", "x_min")
+        )
+    return series.read_series(
+        session,
+        run_id,
+        name,
+        rank=rank,
+        axis=x,
+        max_points=max_points,
+        x_min=x_min,
+        x_max=x_max,
+        until_id=until_id,
+    )
 
 
 @router.get(

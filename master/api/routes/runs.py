@@ -14,7 +14,14 @@ from master.api.deps import (
     SettingsDep,
     WorkerOrAdminDep,
 )
-from master.schemas import ErrorPublic, RunPublic, RunsPublic
+from master.schemas import (
+    ErrorPublic,
+    RunListItem,
+    RunProgress,
+    RunPublic,
+    RunResultSummary,
+    RunsPublic,
+)
 from master.services import lifecycle, runs
 from mlbench_core.spec import RunSpec
 from mlbench_core.states import RunState
@@ -57,12 +64,21 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
     group: Annotated[str | None, Query(description="Only the runs of this group.")] = None,
+    benchmark: Annotated[str | None, Query(description="Only runs of this benchmark.")] = None,
 ) -> RunsPublic:
-    """Runs, newest first."""
-    items, total = runs.list_runs(session, state or [], limit, offset, group)
-    return RunsPublic(
-        items=[RunPublic.from_row(run) for run in items], total=total, limit=limit, offset=offset
-    )
+    """Runs, newest first, each with its progress (newest metric point) and result summary."""
+    items, total = runs.list_runs(session, state or [], limit, offset, group, benchmark)
+    ids = [run.id for run in items]
+    points, results = runs.latest_points(session, ids), runs.results_of(session, ids)
+    listed = [
+        RunListItem(
+            **dict(RunPublic.from_row(run)),  # fields as they are: spec stays a RunSpec
+            progress=RunProgress.from_row(points[run.id]) if run.id in points else None,
+            result=RunResultSummary.from_row(results[run.id]) if run.id in results else None,
+        )
+        for run in items
+    ]
+    return RunsPublic(items=listed, total=total, limit=limit, offset=offset)
 
 
 @router.get("/{run_id}", responses={**_AUTH, **_NOT_FOUND})
