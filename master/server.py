@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from master.settings import Settings
 
+if TYPE_CHECKING:
+    from master.executors.base import Executor
 
-def _server(settings: Settings) -> uvicorn.Server:
+
+def _server(settings: Settings, executors: Mapping[str, Executor] | None = None) -> uvicorn.Server:
     from master.app import create_app
 
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, executors),
         host=settings.host,
         port=settings.port,
         log_level="warning",
@@ -32,10 +37,18 @@ def serve(settings: Settings) -> None:
 class EmbeddedMaster:
     """A master in a background thread, for ``mlbench run`` when none is running."""
 
-    def __init__(self, settings: Settings, start_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        start_timeout_s: float = 60.0,
+        executors: Mapping[str, Executor] | None = None,
+    ) -> None:
+        """``executors`` as for ``create_app`` (default: built from the settings); they report
+        exits to ``self.app.state.on_exit``."""
         self.settings = settings
         self.start_timeout_s = start_timeout_s
-        self._server = _server(settings)
+        self._server = _server(settings, executors)
+        self.app = self._server.config.app
         self._thread = threading.Thread(target=self._server.run, name="mlbench-master", daemon=True)
 
     @property

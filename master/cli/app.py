@@ -60,6 +60,8 @@ def _connect(api_url: str | None, token: str | None, *, embed: bool = False) -> 
         raise fail(str(exc)) from None
     if conn.embedded is not None:
         err.print(f"started an embedded master at {conn.url} for this command")
+    if conn.dashboard is not None:
+        err.print(f"dashboard: {conn.dashboard.url}", highlight=False)
     return conn
 
 
@@ -75,14 +77,51 @@ def _api(call: Any, *args: Any, **kwargs: Any) -> Any:
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to bind.")] = 8000,
+    dashboard_port: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=65535,
+            envvar="MLBENCH_DASHBOARD_PORT",
+            help="Port of the dashboard (same address as the master); 0 = no dashboard.",
+        ),
+    ] = 5006,
 ) -> None:
-    """Run the master (REST API, storage, executors) in the foreground."""
+    """Run the master (REST API, storage, executors) and its dashboard in the foreground."""
+    from master.auth import admin_token_path
     from master.server import serve as run_server
     from master.settings import Settings
 
     settings = Settings(host=host, port=port)
     err.print(f"mlbench master on http://{host}:{port} · data in {settings.data_dir}")
-    run_server(settings)
+    dashboard = None
+    if dashboard_port:
+        from bokeh_app.server import DashboardServer
+
+        token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        try:
+            # No token yet on a first start: sessions read the file the master writes.
+            dashboard = DashboardServer(
+                f"http://{_local_address(host)}:{port}",  # same process: the bind address
+                token,
+                host,
+                dashboard_port,
+                token_file=admin_token_path(settings),
+            ).start()
+            err.print(f"dashboard: {dashboard.url}", highlight=False)
+        except OSError as exc:
+            err.print(f"[yellow]no dashboard:[/] port {dashboard_port}: {escape(str(exc))}")
+    try:
+        run_server(settings)
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
+
+
+def _local_address(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):  # a wildcard bind is reached through loopback
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
 
 
 def _build_spec(

@@ -96,6 +96,23 @@ class Client:
                 return None
             raise
 
+    def metric_names(self, run_id: int) -> list[dict[str, Any]]:
+        """``[{"name", "ranks", "count"}]`` of the run's stored metrics."""
+        return self._call("GET", f"/runs/{run_id}/metrics/names")
+
+    def series(self, run_id: int, **params: Any) -> dict[str, Any]:
+        """One downsampled series for plots (``name``, ``rank``, ``x``, ``max_points``,
+        ``x_min``, ``x_max``): ``{"x": [...], "y": [...], "total", "downsampled", "last_id"}``."""
+        return self._call("GET", f"/runs/{run_id}/metrics/series", params=params)
+
+    def manifest(self, run_id: int) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", f"/runs/{run_id}/manifest")
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def export(self, run_id: int, fmt: str) -> Iterator[bytes]:
         with self._http.stream(
             "GET", f"{API}/runs/{run_id}/metrics/export", params={"format": fmt}

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from master.cli.client import Client
 from master.server import EmbeddedMaster
 from master.settings import Settings
+
+if TYPE_CHECKING:
+    from bokeh_app.server import DashboardServer
+
+log = logging.getLogger(__name__)
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 
@@ -23,9 +30,12 @@ class Connection:
     client: Client
     url: str
     embedded: EmbeddedMaster | None = None
+    dashboard: DashboardServer | None = None
 
     def close(self) -> None:
         self.client.close()
+        if self.dashboard is not None:
+            self.dashboard.stop()
         if self.embedded is not None:
             self.embedded.stop()
 
@@ -74,4 +84,25 @@ def connect(api_url: str | None, token: str | None, *, embed: bool) -> Connectio
         raise ConnectError(f"port {port} is taken by something that is not an mlbench master")
     settings = settings.model_copy(update={"host": "127.0.0.1", "port": port, "public_url": None})
     embedded = EmbeddedMaster(settings).start()
-    return Connection(Client(embedded.url, admin_token(token, settings)), embedded.url, embedded)
+    secret = admin_token(token, settings)
+    return Connection(
+        Client(embedded.url, secret), embedded.url, embedded, _dashboard(embedded, secret)
+    )
+
+
+def _dashboard(embedded: EmbeddedMaster, token: str | None) -> DashboardServer | None:
+    """The dashboard next to an embedded master, on MLBENCH_DASHBOARD_PORT (default 5006; 0 =
+    none) when that port is free: a dashboard already there (another ``mlbench serve``) or
+    anything else keeps it, and the command runs without one."""
+    from bokeh_app.common.settings import DashboardSettings
+
+    port = DashboardSettings().dashboard_port
+    if port == 0 or not _port_free("127.0.0.1", port):
+        return None
+    from bokeh_app.server import DashboardServer
+
+    try:
+        return DashboardServer(embedded.url, token, "127.0.0.1", port).start()
+    except OSError as exc:  # taken between the check and the bind
+        log.info("no dashboard: %s", exc)
+        return None

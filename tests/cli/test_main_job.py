@@ -25,6 +25,7 @@ def _env(tmp_path: Path, port: int) -> dict[str, str]:
         MLBENCH_DATA_DIR=str(tmp_path / "data"),
         MLBENCH_API_URL=f"http://127.0.0.1:{port}",
         COLUMNS="120",
+        MLBENCH_DASHBOARD_PORT="0",  # no dashboard: parallel tests must not race for 5006
     )
     env.pop("MLBENCH_ADMIN_TOKEN", None)
     env.pop("MLBENCH_DATABASE_URL", None)

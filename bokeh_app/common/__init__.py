@@ -1,0 +1,1 @@
+"""Parts every view shares: the API wrapper, background calls, page layout, settings."""
