@@ -1,0 +1,250 @@
+"""Opening the Run view of a run with 1,000,000 points per metric: mlbench vs. a naive dashboard.
+
+mlbench's view reads each curve with ``GET /runs/{id}/metrics/series``: the master downsamples
+it (M4) from per-series tiles that ingest keeps, so a curve costs a few thousand tile rows, not
+a million points. The baseline is what a dashboard without that does: read every point through
+the paged cursor API (``GET /runs/{id}/metrics?cursor=``) and plot them all. Both run against
+the same real master (uvicorn over HTTP, SQLite by default) in one process; "open" is the time
+from nothing to a document ready to send to the browser: the reads, building the document
+(``build_run`` + ``load()`` for mlbench) and serialising it (``Document.to_json``).
+
+    .venv/bin/python bench/dashboard_open.py [--points 1000000] [--repeat 5]
+                                             [--database-url postgresql://.../empty_db]
+
+The run's points are stored with bulk inserts (minutes through the API otherwise), together
+with the per-series counts and tiles that ingest would write for them (the master's tests check
+that tiles built batch by batch equal tiles built at once). Use an empty database for
+--database-url: the master migrates it and the run stays there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from bokeh.document import Document
+from bokeh.plotting import figure
+from sqlalchemy import Engine, insert, select
+
+from bokeh_app.common.api import DashboardApi
+from bokeh_app.views.run import build_run
+from master.executors.base import Executor, Launch
+from master.models import MetricPoint
+from master.server import EmbeddedMaster
+from master.services import series
+from master.settings import Settings
+
+METRICS = ("train/loss", "val/accuracy", "train/samples_per_s")  # one per plot of the view
+POINTS = MetricPoint.__table__
+COLUMNS = ("run_id", "name", "rank", "step", "epoch", "time", "value")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class HoldExecutor(Executor):
+    """Starts no workers: this script plays the worker and needs the run's token."""
+
+    kind = "local"
+
+    def __init__(self) -> None:
+        super().__init__(on_exit=lambda _exit: None)
+        self.launches: list[Launch] = []
+
+    def start(self, launch: Launch) -> dict[str, Any]:
+        self.launches.append(launch)
+        return {}
+
+    def stop(self, run_id: int, ref: dict[str, Any]) -> None:
+        return None
+
+    def reattach(self, run_id: int, ref: dict[str, Any]) -> bool:
+        return False
+
+
+def curve(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    step = np.arange(n)
+    if name == "train/loss":
+        values = 2.3 * np.exp(-step / (n / 8)) + 0.05 + 0.02 * rng.standard_normal(n)
+        values[rng.integers(0, n, 20)] += 1.5  # spikes a plot must not lose
+        return values
+    if name == "val/accuracy":
+        return 0.97 - 0.87 * np.exp(-step / (n / 6)) + 0.003 * rng.standard_normal(n)
+    return 5_000 + 300 * np.sin(step / 5_000) + 50 * rng.standard_normal(n)
+
+
+def bulk_store(engine: Engine, run_id: int, n: int) -> None:
+    """Points of METRICS (rank 0, one step apart, 20 steps/s, 1000 steps/epoch), plus their
+    series counts and tiles, in one transaction per metric."""
+    rng = np.random.default_rng(7)
+    t0 = time.time() - n / 20
+    for name in METRICS:
+        step = np.arange(n, dtype=np.int64)
+        columns = {"step": step, "time": t0 + step / 20, "epoch": step / 1000}
+        columns["value"] = curve(name, n, rng)
+        rows = zip(
+            [run_id] * n,
+            [name] * n,
+            [0] * n,
+            step.tolist(),
+            columns["epoch"].tolist(),
+            columns["time"].tolist(),
+            columns["value"].tolist(),
+            strict=True,
+        )
+        with engine.begin() as conn:
+            dbapi = conn.connection.dbapi_connection
+            assert dbapi is not None
+            if engine.dialect.name == "postgresql":
+                with (
+                    dbapi.cursor() as cursor,
+                    cursor.copy(f"COPY metric_points ({', '.join(COLUMNS)}) FROM STDIN") as copy,
+                ):
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                marks = ", ".join("?" * len(COLUMNS))
+                dbapi.cursor().executemany(
+                    f"INSERT INTO metric_points ({', '.join(COLUMNS)}) VALUES ({marks})", rows
+                )
+            ids = conn.execute(
+                select(POINTS.c.id)
+                .where(POINTS.c.run_id == run_id, POINTS.c.name == name)
+                .order_by(POINTS.c.id)
+            ).scalars()
+            id_array = np.fromiter(ids, dtype=np.int64, count=n)
+            conn.execute(
+                insert(series.TILES), series.tile_rows(run_id, name, 0, 0, columns, id_array)
+            )
+            conn.execute(
+                insert(series.SERIES), [{"run_id": run_id, "name": name, "rank": 0, "count": n}]
+            )
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:
+                conn.exec_driver_sql("ANALYZE metric_points")
+
+
+def open_mlbench(url: str, run_id: int) -> tuple[float, float, int]:
+    """(seconds to fetch and build, seconds to serialise, points in the document)."""
+    api = DashboardApi(url, "bench", timeout_s=120)
+    try:
+        start = time.perf_counter()
+        doc = Document()
+        view = build_run(doc, api, {"id": [str(run_id)]})
+        doc.add_root(view.root)
+        view.load()
+        built = time.perf_counter()
+        doc.to_json()
+        points = sum(len(c.source.data["x"]) for c in view.curves.curves.values())
+        assert view.state.text == "succeeded" and points > 0, view.message.text
+        return built - start, time.perf_counter() - built, points
+    finally:
+        api.close()
+
+
+def open_naive(url: str, run_id: int) -> tuple[float, float, int]:
+    """Every point of the same metrics through cursor pages, then one line per metric."""
+    with httpx.Client(base_url=url, timeout=300) as http:
+        start = time.perf_counter()
+        data: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in METRICS}
+        cursor = 0
+        while True:
+            params = {"cursor": cursor, "name": list(METRICS)}
+            page = http.get(f"/api/v1/runs/{run_id}/metrics", params=params).json()
+            for p in page["points"]:
+                xs, ys = data[p["name"]]
+                xs.append(p["step"])
+                ys.append(p["value"])
+            cursor = page["next_cursor"]
+            if not page["has_more"]:
+                break
+        doc = Document()
+        for name, (xs, ys) in data.items():
+            plot = figure(title=name, output_backend="webgl", height=260)
+            plot.line(xs, ys)
+            doc.add_root(plot)
+        built = time.perf_counter()
+        doc.to_json()
+        return built - start, time.perf_counter() - built, sum(len(x) for x, _ in data.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=1_000_000, help="per metric")
+    parser.add_argument("--repeat", type=int, default=5, help="opens of the mlbench view")
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            data_dir=Path(tmp),
+            database_url=args.database_url,
+            port=free_port(),
+            admin_token="bench",
+        )
+        executor = HoldExecutor()
+        master = EmbeddedMaster(settings, executors={"local": executor}).start()
+        url = master.url
+        try:
+            with httpx.Client(base_url=url, headers={"Authorization": "Bearer bench"}) as http:
+                spec = {"name": f"open-{uuid.uuid4().hex[:6]}", "benchmark": "digits-mlp"}
+                run_id = http.post("/api/v1/runs", json={**spec, "workers": 2}).json()["id"]
+                worker = {"Authorization": f"Bearer {executor.launches[-1].token}"}
+                http.post(
+                    f"/api/v1/runs/{run_id}/status", json={"state": "running"}, headers=worker
+                )
+                began = time.perf_counter()
+                bulk_store(master.app.state.mlbench.engine, run_id, args.points)
+                stored_s = time.perf_counter() - began
+                result = {
+                    "goal_reached": True,
+                    "goal_metric": "val/accuracy",
+                    "goal_value": 0.96,
+                    "time_to_goal_s": 40_000.0,
+                    "total_time_s": args.points / 20,
+                    "steps": args.points,
+                    "phases": {"data": 1, "forward": 3, "backward": 5, "communication": 2},
+                }
+                http.put(f"/api/v1/runs/{run_id}/result", json=result, headers=worker)
+                http.post(
+                    f"/api/v1/runs/{run_id}/status", json={"state": "succeeded"}, headers=worker
+                )
+            mine = [open_mlbench(url, run_id) for _ in range(args.repeat)]
+            naive = open_naive(url, run_id)
+        finally:
+            master.stop()
+
+    db = "postgresql" if args.database_url else "sqlite"
+    total = [fetch + doc for fetch, doc, _ in mine]
+    middle = sorted(range(len(mine)), key=lambda i: total[i])[len(mine) // 2]
+    median = statistics.median(total)
+    print(
+        f"Run view open: {len(METRICS)} metrics x {args.points:,} points ({db}; "
+        f"stored in {stored_s:.0f} s)"
+    )
+    print(f"{'':40}{'reads+build s':>14}{'serialise s':>12}{'total s':>9}{'points sent':>13}")
+    rows = [
+        ("mlbench, first open", *mine[0], total[0]),
+        (f"mlbench, median of {len(mine)}", *mine[middle], total[middle]),
+        ("baseline: every point via cursor", *naive, naive[0] + naive[1]),
+    ]
+    for label, fetch, doc, points, seconds in rows:
+        print(f"{label:40}{fetch:>14.3f}{doc:>12.3f}{seconds:>9.3f}{points:>13,}")
+    ratio = (naive[0] + naive[1]) / median
+    verdict = "met" if max(total) < 2.0 else "NOT met"
+    print(f"ratio: {ratio:.0f}x faster to open than the baseline; target < 2 s: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
