@@ -26,17 +26,16 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
 from bokeh.document import Document
 from bokeh.plotting import figure
+from metrics_ingest import HoldExecutor  # the same worker stand-in (bench/ is on sys.path)
 from sqlalchemy import Engine, insert, select
 
 from bokeh_app.common.api import DashboardApi
 from bokeh_app.views.run import build_run
-from master.executors.base import Executor, Launch
 from master.models import MetricPoint
 from master.server import EmbeddedMaster
 from master.services import series
@@ -51,26 +50,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-class HoldExecutor(Executor):
-    """Starts no workers: this script plays the worker and needs the run's token."""
-
-    kind = "local"
-
-    def __init__(self) -> None:
-        super().__init__(on_exit=lambda _exit: None)
-        self.launches: list[Launch] = []
-
-    def start(self, launch: Launch) -> dict[str, Any]:
-        self.launches.append(launch)
-        return {}
-
-    def stop(self, run_id: int, ref: dict[str, Any]) -> None:
-        return None
-
-    def reattach(self, run_id: int, ref: dict[str, Any]) -> bool:
-        return False
 
 
 def curve(name: str, n: int, rng: np.random.Generator) -> np.ndarray:

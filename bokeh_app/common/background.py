@@ -159,6 +159,21 @@ class Background:
         self._periodic.append(callback)
         return callback
 
+    def call(
+        self,
+        fn: Callable[[], Any],
+        on_done: Callable[[Any], None],
+        on_error: Callable[[Exception], None] | None = None,
+        *,
+        served: bool,
+    ) -> None:
+        """``submit`` once the view is served (off the event loop); ``run_now`` before, so a
+        test's ``load()`` returns with the data applied."""
+        if served:
+            self.submit(fn, on_done, on_error)
+        else:
+            self.run_now(fn, on_done, on_error)
+
     def close(self) -> None:
         """Stop the periodic calls and drop results still in flight (session destroyed)."""
         self._closed = True

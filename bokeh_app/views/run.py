@@ -155,10 +155,7 @@ class RunView:
         on_done: Callable[[Any], None],
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
-        if self.served:
-            self.bg.submit(fn, on_done, on_error)
-        else:
-            self.bg.run_now(fn, on_done, on_error)
+        self.bg.call(fn, on_done, on_error, served=self.served)
 
     def load(self) -> None:
         """Fetch everything and show it (tests; also the first render)."""

@@ -195,10 +195,7 @@ class RunsView:
         on_done: Callable[[Any], None],
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
-        if self.served:
-            self.bg.submit(fn, on_done, on_error)
-        else:
-            self.bg.run_now(fn, on_done, on_error)
+        self.bg.call(fn, on_done, on_error, served=self.served)
 
     def _fetch(self) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
         """Runs off the loop: reads only plain attributes, never Bokeh models."""
