@@ -8,11 +8,17 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mlbench_core import __version__
+
 # Run names become Kubernetes object names later, so they follow the DNS-label rules.
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 
 Scalar = bool | int | float | str
+
+# The image built from this very release (docker/worker.Dockerfile, tag = package version), so
+# a run never picks up a moving ``latest``.
+DEFAULT_WORKER_IMAGE = f"mlbench/worker:{__version__}"
 
 
 class Backend(StrEnum):
@@ -106,7 +112,12 @@ class RunSpec(BaseModel):
         description="local or argo; unset = the master's default (MLBENCH_DEFAULT_EXECUTOR). "
         "The master stores the executor it used.",
     )
-    image: str = Field("mlbench/worker:latest", min_length=1, max_length=255)
+    image: str = Field(
+        DEFAULT_WORKER_IMAGE,
+        min_length=1,
+        max_length=255,
+        description="Worker image on Kubernetes; default: the worker image of this release.",
+    )
     max_duration_s: int = Field(
         3600, ge=1, le=7 * 24 * 3600, description="Hard wall-clock limit for the whole run."
     )
