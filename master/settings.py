@@ -64,6 +64,23 @@ class Settings(BaseSettings):
         ExecutorKind.local,
         description="Executor of runs whose spec names none: local or argo.",
     )
+    worker_image: str | None = Field(
+        None,
+        description="Image of runs whose spec keeps the release's default worker image "
+        "(e.g. the same image from a private registry).",
+    )
+    worker_cuda_image: str | None = Field(
+        None, description="As worker_image, for runs that ask for GPUs."
+    )
+    worker_cpu: float | None = Field(
+        None, gt=0, description="CPU cores per worker of runs whose spec keeps default resources."
+    )
+    worker_memory: str | None = Field(
+        None, description="Memory per worker of runs whose spec keeps default resources."
+    )
+    worker_gpu: int | None = Field(
+        None, ge=0, description="GPUs per worker of runs whose spec keeps default resources."
+    )
 
     # -- Kubernetes path: Argo Server and the cluster -------------------------------------------
     argo_server: str | None = Field(

@@ -23,6 +23,7 @@ from master.schemas import (
     RunsPublic,
 )
 from master.services import lifecycle, runs
+from master.services.worker_defaults import apply_worker_defaults
 from mlbench_core.spec import RunSpec
 from mlbench_core.states import RunState
 from mlbench_core.wire import StatusUpdate
@@ -50,6 +51,7 @@ def create_run(
     executor cannot start them the run is still created, in state ``failed`` with the
     executor's message as reason; when its backend refused or could not be reached (Argo
     Server, Kubernetes API) the answer is that error (409, 502, 503) naming the failed run."""
+    spec = apply_worker_defaults(spec, settings)
     run_id = runs.create_run(
         session, spec, executors, settings.resolved_public_url, settings.default_executor
     )
