@@ -17,7 +17,7 @@ from bokeh.application import Application
 from bokeh.application.handlers import DirectoryHandler
 from bokeh.server.server import Server
 from tornado.ioloop import IOLoop
-from tornado.web import RedirectHandler
+from tornado.web import RedirectHandler, RequestHandler
 
 from bokeh_app.common.background import shutdown_pool
 from bokeh_app.common.settings import DashboardSettings
@@ -30,6 +30,14 @@ VIEWS = ("runs", "run", "compare", "nodes")
 
 _live_servers = 0  # the shared API thread pool ends with the last server
 _live_lock = threading.Lock()
+
+
+class _HealthHandler(RequestHandler):
+    """``GET /healthz``: the server answers (for probes; opens no Bokeh session)."""
+
+    def get(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.write({"status": "ok"})
 
 
 def _applications(config: ApiConfig) -> dict[str, Application]:
@@ -99,7 +107,10 @@ class DashboardServer:
                 address=self.host,
                 port=self.port,
                 allow_websocket_origin=self._origins(self.port),
-                extra_patterns=[(r"/", RedirectHandler, {"url": "/runs"})],
+                extra_patterns=[
+                    (r"/", RedirectHandler, {"url": "/runs"}),
+                    (r"/healthz", _HealthHandler),
+                ],
                 num_procs=1,
             )
             if self.port == 0:  # now bound: allow the real port too
@@ -186,6 +197,7 @@ def main() -> None:
         settings.dashboard_host,
         settings.dashboard_port or 5006,
         api_timeout_s=settings.api_timeout_s,
+        allow_origins=settings.allowed_origins,
     ).start()
     print(f"dashboard: {server.url} (master {settings.resolved_api_url})", flush=True)
     try:

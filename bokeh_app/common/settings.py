@@ -35,6 +35,11 @@ class DashboardSettings(BaseSettings):
     dashboard_port: int = Field(
         5006, ge=0, le=65535, description="Dashboard port; 0 = no dashboard (mlbench serve/run)."
     )
+    dashboard_allow_origins: str = Field(
+        "",
+        description="Extra websocket origins, comma separated (host or host:port, e.g. the "
+        "Ingress host mlbench.example.com); localhost and the bind address are always allowed.",
+    )
     api_timeout_s: float = Field(5.0, gt=0, description="Timeout of one call to the master.")
     runs_refresh_ms: int = Field(2000, ge=200, description="Runs table refresh period.")
     run_refresh_ms: int = Field(1000, ge=200, description="Run view (live curves) refresh period.")
@@ -47,6 +52,11 @@ class DashboardSettings(BaseSettings):
             return self.api_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        """``dashboard_allow_origins`` as a list, blanks dropped."""
+        return [o.strip() for o in self.dashboard_allow_origins.split(",") if o.strip()]
 
     def token(self) -> str | None:
         """MLBENCH_ADMIN_TOKEN, else the token file of a master on this machine, else None

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from master.cli.client import ApiError, Client
 from master.cli.connect import ConnectError, Connection, connect
+from master.cli.db import db_app
 from master.cli.render import render as render_command
 from master.cli.watch import follow, group_table, result_table
 from mlbench_core.spec import ExecutorKind, GoalKind, RunSpec, parse_override
@@ -30,6 +31,7 @@ benchmarks_app = typer.Typer(help="The benchmark catalog.", no_args_is_help=True
 app.add_typer(runs_app, name="runs")
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(benchmarks_app, name="benchmarks")
+app.add_typer(db_app, name="db")
 app.command("render")(render_command)
 
 out = Console()
