@@ -475,18 +475,11 @@ window.history.replaceState(null, '', window.location.pathname + (query ? '?' + 
 def _scaling_cols(
     points: Sequence[cd.ScalingPoint], colors: Mapping[str, str] | None = None
 ) -> dict[str, list[Any]]:
+    """All configurations' points (as ``cd.scaling_columns`` orders them) with a colour each."""
     ordered = sorted(points, key=lambda p: (p.config_label, p.workers))
     colors = colors or {}
     return {
-        "workers": [p.workers for p in ordered],
-        "speedup": [p.speedup for p in ordered],
-        "efficiency": [p.efficiency for p in ordered],
-        "ideal": [p.ideal_speedup for p in ordered],
-        "base_workers": [p.base_workers for p in ordered],
-        "basis": [p.basis for p in ordered],
-        "value": [p.value for p in ordered],
-        "runs": [p.runs for p in ordered],
-        "config": [p.config_label for p in ordered],
+        **cd.scaling_columns(ordered),
         "color": [colors.get(p.config, PALETTE[0]) for p in ordered],
     }
 

@@ -328,9 +328,15 @@ def scaling(all_cells: Sequence[Cell]) -> list[ScalingPoint]:
     return points
 
 
-def scaling_columns(points: Sequence[ScalingPoint], config: str) -> dict[str, list[Any]]:
-    """Columns of one configuration's speedup/efficiency line, sorted by workers."""
-    mine = sorted((p for p in points if p.config == config), key=lambda p: p.workers)
+def scaling_columns(
+    points: Sequence[ScalingPoint], config: str | None = None
+) -> dict[str, list[Any]]:
+    """Columns of one configuration's speedup/efficiency line (all configurations when
+    ``config`` is None), sorted by configuration, then workers."""
+    mine = sorted(
+        (p for p in points if config is None or p.config == config),
+        key=lambda p: (p.config_label, p.workers),
+    )
     return {
         "workers": [p.workers for p in mine],
         "speedup": [p.speedup for p in mine],

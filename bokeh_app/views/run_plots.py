@@ -56,6 +56,10 @@ def from_plot(axis: str, x: float) -> float:
     return x / 1000.0 if axis == "time" else x
 
 
+EMPTY_LINE = "empty-line"
+"""Name of the hidden renderer every curve plot starts with (not a curve)."""
+
+
 @dataclass
 class Curve:
     """One metric on one plot. ``overview`` is what the first read (downsampled) and the
@@ -132,7 +136,7 @@ class CurvePlots:
         for plot in self.plots.values():
             # An empty, hidden line until the first curve: a plot without renderers makes
             # Bokeh's document validation warn in the server log (W-1000) for every session.
-            plot.line(x=[], y=[], visible=False, name="placeholder")
+            plot.line(x=[], y=[], visible=False, name=EMPTY_LINE)
             plot.add_tools(HoverTool(tooltips=[("", "$name"), ("x", "@x{0,0.[000]}"), ("y", "@y")]))
         self.goal_span = Span(
             location=0,

@@ -13,6 +13,7 @@ from bokeh.models import Button
 
 from bokeh_app.common.api import DashboardApi
 from bokeh_app.views.run import RunView, build_run
+from bokeh_app.views.run_plots import EMPTY_LINE
 from mlbench_core.wire import PHASES
 from tests.bokeh_app.conftest import DashMaster
 
@@ -82,7 +83,7 @@ def test_first_load_shows_downsampled_curves_goal_and_header(
     assert xs(view, "val/accuracy") == list(range(0, 5000, 100))
     assert ys(view, "train/samples_per_s") == [900.0 + s for s in range(0, 5000, 20)]
     plotted = {
-        group: [r.name for r in plot.renderers if r.name != "placeholder"]
+        group: [r.name for r in plot.renderers if r.name != EMPTY_LINE]
         for group, plot in view.curves.plots.items()
     }
     assert plotted == {

@@ -1,7 +1,8 @@
 """A small Kubernetes API server stand-in, over real HTTP, for the parts of mlbench that talk
 to a cluster (the master's Secrets and nodes, the in-pod workflow steps).
 
-It stores objects by (API prefix, namespace, resource, name) and answers the REST verbs the
+It serves version and API discovery (enough for ``helm template --dry-run=server``), stores
+objects by (API prefix, namespace, resource, name) and answers the REST verbs the
 official ``kubernetes`` client sends: list (with equality label selectors), get, create
 (409 when present), replace, patch (merge), delete (404 when absent), and pod logs, also
 followed (``follow=true`` streams lines as tests append them until the log is closed).
@@ -35,6 +36,31 @@ KINDS = {
     "secrets": ("v1", "Secret"),
     "services": ("v1", "Service"),
     "statefulsets": ("apps/v1", "StatefulSet"),
+}
+
+# Discovery: group/version -> (resource, kind, namespaced), the kinds mlbench's code and chart use.
+DISCOVERY: dict[str, list[tuple[str, str, bool]]] = {
+    "v1": [
+        ("configmaps", "ConfigMap", True),
+        ("namespaces", "Namespace", False),
+        ("nodes", "Node", False),
+        ("persistentvolumeclaims", "PersistentVolumeClaim", True),
+        ("pods", "Pod", True),
+        ("secrets", "Secret", True),
+        ("serviceaccounts", "ServiceAccount", True),
+        ("services", "Service", True),
+    ],
+    "apps/v1": [("deployments", "Deployment", True), ("statefulsets", "StatefulSet", True)],
+    "rbac.authorization.k8s.io/v1": [
+        ("clusterrolebindings", "ClusterRoleBinding", False),
+        ("clusterroles", "ClusterRole", False),
+        ("rolebindings", "RoleBinding", True),
+        ("roles", "Role", True),
+    ],
+    "networking.k8s.io/v1": [
+        ("ingresses", "Ingress", True),
+        ("networkpolicies", "NetworkPolicy", True),
+    ],
 }
 
 Key = tuple[str, str | None, str, str]  # (api prefix, namespace, resource, name)
@@ -83,6 +109,31 @@ def _parse(path: str) -> _Parsed | None:
         rest[1] if len(rest) > 1 else None,
         rest[2] if len(rest) > 2 else None,
     )
+
+
+def _discovery(path: str) -> dict[str, Any] | None:
+    """The answer to a version or discovery request, or None for any other path."""
+    if path == "/version":
+        return {"major": "1", "minor": "33", "gitVersion": "v1.33.0"}
+    if path == "/api":
+        return {"kind": "APIVersions", "versions": ["v1"]}
+    if path == "/apis":
+        groups = []
+        for gv in DISCOVERY:
+            if "/" in gv:
+                group, version = gv.split("/")
+                entry = {"groupVersion": gv, "version": version}
+                groups.append({"name": group, "versions": [entry], "preferredVersion": entry})
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+    gv = path.removeprefix("/api/").removeprefix("/apis/")
+    if path.startswith("/api") and gv in DISCOVERY:
+        verbs = ["get", "list", "create", "update", "patch", "delete"]
+        resources = [
+            {"name": name, "singularName": "", "namespaced": ns, "kind": kind, "verbs": verbs}
+            for name, kind, ns in DISCOVERY[gv]
+        ]
+        return {"kind": "APIResourceList", "groupVersion": gv, "resources": resources}
+    return None
 
 
 def _status(code: int, reason: str, message: str) -> JSONResponse:
@@ -225,6 +276,9 @@ class FakeKubeAPI:
             return _status(401, "Unauthorized", "Unauthorized")
         if failure is not None:
             return _status(failure[2], "InjectedFailure", f"injected failure {failure[2]}")
+        discovery = _discovery(path.rstrip("/")) if method == "GET" else None
+        if discovery is not None:
+            return JSONResponse(discovery)
         parsed = _parse(path)
         if parsed is None:
             return _status(

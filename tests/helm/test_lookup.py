@@ -1,5 +1,5 @@
 """Generated secrets are kept across upgrades: the chart's ``lookup`` against an API server
-(``helm template --dry-run=server`` with a fake one over real HTTP, tests/helm/fake_cluster.py)."""
+(``helm template --dry-run=server`` with a fake one over real HTTP, tests/fakes/kube_api.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.fakes.kube_api import FakeKubeAPI, running_kube_api
 from tests.helm.conftest import CHART, Helm
-from tests.helm.fake_cluster import FakeCluster, running_fake_cluster
 
 
 @pytest.fixture(params=["helm", "helm3"])
@@ -48,21 +48,22 @@ def _secrets(docs: list[dict]) -> dict[str, dict[str, str]]:
 OWNED = {"meta.helm.sh/release-name": "mlbench", "meta.helm.sh/release-namespace": "mlbench"}
 
 
-def _install(cluster: FakeCluster, docs: list[dict]) -> None:
+def _install(cluster: FakeKubeAPI, docs: list[dict]) -> None:
     """Store the Secrets as ``helm install`` leaves them (with its ownership annotations)."""
     for doc in docs:
         if doc["kind"] == "Secret":
             doc["metadata"].setdefault("annotations", {}).update(OWNED)
-            cluster.add_secret(doc)
+            cluster.add(doc)
 
 
 def test_secrets_survive_an_upgrade(any_helm: Helm, tmp_path: Path) -> None:
     helm = any_helm
-    with running_fake_cluster() as cluster:
+    with running_kube_api() as cluster:
         kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
         first = _render(helm, kubeconfig)
-        assert "/api/v1/namespaces/mlbench/secrets/mlbench-admin" in cluster.requests
-        assert "/api/v1/namespaces/mlbench/secrets/mlbench-postgresql" in cluster.requests
+        read = {r.path for r in cluster.calls("GET")}
+        assert "/api/v1/namespaces/mlbench/secrets/mlbench-admin" in read
+        assert "/api/v1/namespaces/mlbench/secrets/mlbench-postgresql" in read
         _install(cluster, first)
         upgraded = _render(helm, kubeconfig, {"master": {"authReads": True}})
         assert _secrets(upgraded) == _secrets(first)
@@ -74,14 +75,16 @@ def test_secrets_survive_an_upgrade(any_helm: Helm, tmp_path: Path) -> None:
 
 def test_a_fresh_install_generates_new_values(any_helm: Helm, tmp_path: Path) -> None:
     helm = any_helm
-    with running_fake_cluster() as cluster:
+    with running_kube_api() as cluster:
         kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
         one, two = _secrets(_render(helm, kubeconfig)), _secrets(_render(helm, kubeconfig))
         assert one["mlbench-admin"]["token"] != two["mlbench-admin"]["token"]
         assert one["mlbench-postgresql"]["password"] != two["mlbench-postgresql"]["password"]
         # A stored Secret without the key (edited by hand) gets a new value.
-        cluster.add_secret(
+        cluster.add(
             {
+                "apiVersion": "v1",
+                "kind": "Secret",
                 "metadata": {
                     "name": "mlbench-admin",
                     "namespace": "mlbench",

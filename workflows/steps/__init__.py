@@ -53,24 +53,22 @@ def dns_label(text: str) -> str:
     return text
 
 
-def positive_int(text: str) -> int:
+def _int_at_least(text: str, minimum: int, what: str = "") -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+        raise argparse.ArgumentTypeError(f"{what}{text!r} is not an integer") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{what}{value} must be >= {minimum}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _int_at_least(text, 1)
 
 
 def run_id(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"run id {text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"run id {value} must be >= 0")
-    return value
+    return _int_at_least(text, 0, "run id ")
 
 
 def seconds(text: str) -> float:
