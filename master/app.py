@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from master import __version__
 from master.api.deps import MasterState
+from master.api.json_body import add_body_schemas
 from master.api.main import api_router
 from master.auth import ensure_admin_token
 from master.db import make_engine, make_sessionmaker
@@ -21,6 +22,7 @@ from master.executors.base import Executor, Exit
 from master.migrate import upgrade
 from master.services.lifecycle import handle_exit, reconcile, stop_owned_runs
 from master.settings import Settings
+from mlbench_core import wire
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ def create_app(
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.include_router(api_router)
+    add_body_schemas(app, [wire.MetricBatch])
     return app
 
 

@@ -7,15 +7,23 @@ the very same ones, so the two sides cannot drift apart.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, with_config
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 METRIC_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_./:-]{0,127}$"
 MAX_BATCH_POINTS = 10_000
 PHASES = ("data", "forward", "backward", "communication", "optimizer", "metrics")
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+# One definition of each field's rule, shared by the documented models below and the
+# TypedDicts the master validates request bodies with.
+MetricNameField = Annotated[str, Field(pattern=METRIC_NAME_PATTERN)]
+RankField = Annotated[int, Field(ge=0, le=65_535)]
+StepField = Annotated[int, Field(ge=0, le=2**62)]
+EpochField = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+BatchIdField = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 class MetricPoint(BaseModel):
@@ -23,10 +31,10 @@ class MetricPoint(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=METRIC_NAME_PATTERN, examples=["train/loss"])
-    rank: int = Field(0, ge=0, le=65_535)
-    step: int = Field(ge=0, le=2**62)
-    epoch: Finite = Field(0.0, ge=0)
+    name: MetricNameField = Field(examples=["train/loss"])
+    rank: RankField = 0
+    step: StepField
+    epoch: EpochField = 0.0
     time: Finite = Field(description="Unix wall time in seconds when the value was measured.")
     value: Finite
 
@@ -41,8 +49,33 @@ class MetricBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    batch_id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    batch_id: BatchIdField
     points: list[MetricPoint] = Field(min_length=1, max_length=MAX_BATCH_POINTS)
+
+
+@with_config(ConfigDict(extra="forbid"))
+class MetricPointDict(TypedDict):
+    """``MetricPoint`` as a plain dict: the master validates batches into these, because
+    building a model object per point costs more than storing the point."""
+
+    name: MetricNameField
+    rank: NotRequired[RankField]
+    step: StepField
+    epoch: NotRequired[EpochField]
+    time: Finite
+    value: Finite
+
+
+@with_config(ConfigDict(extra="forbid"))
+class MetricBatchDict(TypedDict):
+    """``MetricBatch`` as a plain dict (same rules)."""
+
+    batch_id: BatchIdField
+    points: Annotated[list[MetricPointDict], Field(min_length=1, max_length=MAX_BATCH_POINTS)]
+
+
+METRIC_BATCH = TypeAdapter(MetricBatchDict)
+"""Validates a ``MetricBatch`` request body from JSON bytes in one pass (pydantic-core)."""
 
 
 class StatusUpdate(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
@@ -33,8 +34,11 @@ def _batch_exists(session: Session, run_id: int, batch_id: str) -> bool:
     return found is not None
 
 
-def ingest(session: Session, run_id: int, batch: wire.MetricBatch, grace_s: float) -> IngestResult:
+def ingest(
+    session: Session, run_id: int, batch: wire.MetricBatchDict, grace_s: float
+) -> IngestResult:
     """Store one batch in one transaction; a batch id seen before stores nothing."""
+    batch_id, points = batch["batch_id"], batch["points"]
     try:
         with write_transaction(session):
             if dialect_name(session) == "postgresql":
@@ -52,21 +56,19 @@ def ingest(session: Session, run_id: int, batch: wire.MetricBatch, grace_s: floa
             if run is None:
                 raise NotFound(f"run {run_id} does not exist")
             _refuse_late(run, grace_s)
-            if _batch_exists(session, run_id, batch.batch_id):
+            if _batch_exists(session, run_id, batch_id):
                 return IngestResult(stored=0, duplicate=True)
             session.execute(
                 insert(MetricBatch),
-                [{"run_id": run_id, "batch_id": batch.batch_id, "n_points": len(batch.points)}],
+                [{"run_id": run_id, "batch_id": batch_id, "n_points": len(points)}],
             )
-            session.execute(
-                insert(POINTS),
-                [{"run_id": run_id, **point.model_dump()} for point in batch.points],
-            )
-            series.record(session, run_id, batch.points)
+            rows = point_rows(run_id, points)
+            insert_points(session, rows)
+            series.record(session, run_id, rows)
     except IntegrityError:
         # A concurrent request with the same batch id won (unique constraint): nothing of ours
         # was kept, theirs was stored once. (With the locks above this is a backstop.)
-        duplicate = _batch_exists(session, run_id, batch.batch_id)
+        duplicate = _batch_exists(session, run_id, batch_id)
         gone = session.get(Run, run_id, populate_existing=True) is None
         session.rollback()
         if duplicate:
@@ -74,7 +76,33 @@ def ingest(session: Session, run_id: int, batch: wire.MetricBatch, grace_s: floa
         if gone:  # deleted while this batch was being stored (foreign key)
             raise NotFound(f"run {run_id} does not exist") from None
         raise
-    return IngestResult(stored=len(batch.points), duplicate=False)
+    return IngestResult(stored=len(points), duplicate=False)
+
+
+def point_rows(run_id: int, points: Sequence[wire.MetricPointDict]) -> list[tuple[Any, ...]]:
+    """Points as tuples in ``series.POINT_COLUMNS`` order, defaults filled in."""
+    return [
+        (run_id, p["name"], p.get("rank", 0), p["step"], p.get("epoch", 0.0), p["time"], p["value"])
+        for p in points
+    ]
+
+
+def insert_points(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    """Bulk insert straight through the driver: COPY on PostgreSQL, ``executemany`` on SQLite
+    (per-row parameter handling in SQLAlchemy would cost more than the insert)."""
+    columns = ", ".join(f'"{name}"' for name in series.POINT_COLUMNS)
+    connection = session.connection()
+    if dialect_name(session) == "postgresql":
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with cursor.copy(f"COPY {POINTS.name} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        finally:
+            cursor.close()
+        return
+    marks = ", ".join("?" * len(series.POINT_COLUMNS))
+    connection.exec_driver_sql(f"INSERT INTO {POINTS.name} ({columns}) VALUES ({marks})", rows)
 
 
 def _refuse_late(run: Run, grace_s: float) -> None:

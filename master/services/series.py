@@ -28,9 +28,10 @@ from master.models import MetricPoint, MetricSeries, MetricTile
 from master.schemas import SeriesAxis, SeriesPublic
 from master.services.downsample import m4_keep
 from master.services.runs import ensure_run
-from mlbench_core import wire
 
 POINTS = MetricPoint.__table__
+# The columns a point is stored with, in the order ingest passes them around.
+POINT_COLUMNS = ("run_id", "name", "rank", "step", "epoch", "time", "value")
 SERIES: Table = MetricSeries.__table__  # type: ignore[assignment]
 TILES: Table = MetricTile.__table__  # type: ignore[assignment]
 # Level l groups 2**LEVEL_SHIFTS[l] consecutive points: 64, 512, 4 Ki, 32 Ki, 256 Ki, 2 Mi.
@@ -112,15 +113,20 @@ def _upsert(
     session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=updates), rows)
 
 
-def record(session: Session, run_id: int, points: Sequence[wire.MetricPoint]) -> None:
-    """Count the batch's points per series and fold them into the tiles.
+def record(session: Session, run_id: int, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Count the batch's points per series and fold them into the tiles; ``rows`` are the
+    points as stored, in ``POINT_COLUMNS`` order.
 
     Call inside the ingest transaction, after the points were inserted: writers of one run are
     serialised there, so the numbering of a series' points is consistent.
     """
-    groups: dict[tuple[str, int], list[wire.MetricPoint]] = {}
-    for point in points:
-        groups.setdefault((point.name, point.rank), []).append(point)
+    _, names, ranks, steps, epochs, times, values = zip(*rows, strict=True)
+    fields = {
+        "step": np.array(steps, dtype=np.int64),
+        "epoch": np.array(epochs, dtype=np.float64),
+        "time": np.array(times, dtype=np.float64),
+        "value": np.array(values, dtype=np.float64),
+    }
     counts = {
         (name, rank): count
         for name, rank, count in session.execute(
@@ -129,22 +135,26 @@ def record(session: Session, run_id: int, points: Sequence[wire.MetricPoint]) ->
     }
     max_id = session.scalar(select(func.max(POINTS.c.id)).where(POINTS.c.run_id == run_id)) or 0
     tiles: list[dict[str, Any]] = []
-    for (name, rank), group in groups.items():
-        columns = {
-            "step": np.fromiter((p.step for p in group), np.int64, len(group)),
-            **{
-                f: np.fromiter((getattr(p, f) for p in group), np.float64, len(group))
-                for f in ("time", "epoch", "value")
-            },
-        }
-        ids = np.full(len(group), max_id, dtype=np.int64)
+    series = []
+    for (name, rank), index in _groups(names, ranks).items():
+        columns = fields if index is None else {k: v[index] for k, v in fields.items()}
+        size = len(columns["value"])
+        ids = np.full(size, max_id, dtype=np.int64)
         tiles += tile_rows(run_id, name, rank, counts.get((name, rank), 0), columns, ids)
-    series = [
-        {"run_id": run_id, "name": name, "rank": rank, "count": len(group)}
-        for (name, rank), group in groups.items()
-    ]
+        series.append({"run_id": run_id, "name": name, "rank": rank, "count": size})
     _upsert(session, SERIES, series, ("run_id", "name", "rank"))
     _upsert(session, TILES, tiles, ("run_id", "name", "rank", "level", "tile"))
+
+
+def _groups(names: Sequence[str], ranks: Sequence[int]) -> dict[tuple[str, int], np.ndarray | None]:
+    """Positions of each (name, rank) series in arrival order; None: the whole batch."""
+    first = (names[0], ranks[0])
+    if names.count(first[0]) == len(names) and ranks.count(first[1]) == len(ranks):
+        return {first: None}  # the common case: a batch of one series
+    positions: dict[tuple[str, int], list[int]] = {}
+    for position, key in enumerate(zip(names, ranks, strict=True)):
+        positions.setdefault(key, []).append(position)
+    return {key: np.array(index) for key, index in positions.items()}
 
 
 # ------------------------------------------------------------------------------- read side

@@ -5,10 +5,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from master.api.deps import ReaderDep, SessionDep, SettingsDep, StateDep, WorkerDep
+from master.api.json_body import documented_body, json_body
 from master.errors import Unprocessable
 from master.schemas import (
     ErrorPublic,
@@ -32,13 +33,20 @@ class ExportFormat(StrEnum):
     json = "json"
 
 
-@router.post("", responses={**_AUTH, **_NOT_FOUND, 409: {"model": ErrorPublic}})
+BatchBody = Annotated[wire.MetricBatchDict, Depends(json_body(wire.METRIC_BATCH))]
+
+
+@router.post(
+    "",
+    responses={**_AUTH, **_NOT_FOUND, 409: {"model": ErrorPublic}},
+    openapi_extra=documented_body(wire.MetricBatch),
+)
 def post_metrics(
     run_id: int,
-    batch: wire.MetricBatch,
+    _worker: WorkerDep,  # before the body: a stranger's batch is not even parsed
+    batch: BatchBody,
     session: SessionDep,
     settings: SettingsDep,
-    _worker: WorkerDep,
 ) -> IngestResult:
     """Store a batch once: a repeated ``batch_id`` stores nothing and says ``duplicate``."""
     return metrics.ingest(session, run_id, batch, settings.metrics_grace_s)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from master.services import metrics
 from master.services.downsample import m4_keep
-from mlbench_core.wire import MetricBatch, MetricPoint
+from mlbench_core.wire import METRIC_BATCH, MetricBatch, MetricBatchDict, MetricPoint
 from tests.master.conftest import Master
 
 
@@ -20,11 +20,13 @@ def sessions_of(master: Master) -> sessionmaker[Session]:
     return master.client.app.state.mlbench.sessionmaker
 
 
-def make_batch(values: range, batch_id: str | None = None) -> MetricBatch:
-    return MetricBatch(
+def make_batch(values: range, batch_id: str | None = None) -> MetricBatchDict:
+    """A batch as the route hands it to the service: validated into plain dicts."""
+    batch = MetricBatch(
         batch_id=batch_id or uuid.uuid4().hex,
         points=[MetricPoint(name="loss", step=v, time=float(v), value=float(v)) for v in values],
     )
+    return METRIC_BATCH.validate_json(batch.model_dump_json())
 
 
 def test_concurrent_ingest_keeps_cursor_reads_exactly_once(master: Master) -> None:

@@ -236,6 +236,47 @@ def test_bad_batches_are_rejected_with_readable_messages(master: Master) -> None
     assert read(master, run_id)["points"] == []  # nothing stored by any of these
 
 
+def test_bodies_are_checked_in_one_pass_with_fastapi_error_shape(master: Master) -> None:
+    """The body is parsed and validated from its bytes (``json_body``): broken JSON, unknown
+    keys and wrong types get FastAPI's 422 list, with nothing stored."""
+    run_id = master.create()["id"]
+    response = post(master, run_id, '{"batch_id": "broken-json-1", "points": [')
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+    assert response.json()["detail"][0]["loc"][0] == "body"
+
+    response = post(master, run_id, batch([point(colour="red")]))
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "points", 0, "colour"]
+    assert response.json()["detail"][0]["type"] == "extra_forbidden"
+
+    response = post(master, run_id, batch([point(step=-1), {**point(), "step": "two"}]))
+    assert response.status_code == 422
+    assert [e["loc"] for e in response.json()["detail"]] == [
+        ["body", "points", 0, "step"],
+        ["body", "points", 1, "step"],
+    ]
+    assert "input" not in response.json()["detail"][0]  # batches are not echoed back
+    assert read(master, run_id)["points"] == []
+
+
+def test_a_strangers_body_is_not_parsed(master: Master) -> None:
+    """Authentication comes before the body: without a token even broken JSON is a 401."""
+    run_id = master.create()["id"]
+    assert post(master, run_id, "{not json", headers={}).status_code == 401
+
+
+def test_openapi_documents_the_batch_body(master: Master) -> None:
+    schema = master.client.get("/openapi.json").json()
+    body = schema["paths"][f"{API}/runs/{{run_id}}/metrics"]["post"]["requestBody"]
+    ref = body["content"]["application/json"]["schema"]["$ref"]
+    assert ref == "#/components/schemas/MetricBatch"
+    components = schema["components"]["schemas"]
+    point_ref = components["MetricBatch"]["properties"]["points"]["items"]["$ref"]
+    assert point_ref == "#/components/schemas/MetricPoint"
+    assert components["MetricPoint"]["required"] == ["name", "step", "time", "value"]
+
+
 def test_ingest_auth(master: Master) -> None:
     a, b = master.create()["id"], master.create()["id"]
     body = batch([point()])
