@@ -27,19 +27,24 @@ ADMIN_TOKEN = "bench-admin"
 
 
 class HoldExecutor(Executor):
-    """Starts no workers; hands each run's token to the bench through a file."""
+    """Starts no workers; keeps each launch (in-process use) and, given ``token_dir``, hands
+    each run's token to a bench in another process through a file."""
 
     kind = "local"
 
-    def __init__(self, token_dir: Path) -> None:
+    def __init__(self, token_dir: Path | None = None) -> None:
         super().__init__(on_exit=lambda _exit: None)
+        self.launches: list[Launch] = []
         self.token_dir = token_dir
-        token_dir.mkdir(parents=True, exist_ok=True)
+        if token_dir is not None:
+            token_dir.mkdir(parents=True, exist_ok=True)
 
     def start(self, launch: Launch) -> dict[str, Any]:
-        path = self.token_dir / str(launch.run_id)
-        path.with_suffix(".tmp").write_text(launch.token)
-        path.with_suffix(".tmp").replace(path)
+        self.launches.append(launch)
+        if self.token_dir is not None:
+            path = self.token_dir / str(launch.run_id)
+            path.with_suffix(".tmp").write_text(launch.token)
+            path.with_suffix(".tmp").replace(path)
         return {}
 
     def stop(self, run_id: int, ref: dict[str, Any]) -> None:

@@ -70,6 +70,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s:
 
 @contextmanager
 def _process(argv: list[str], health_url: str, workdir: Path, timeout_s: float) -> Iterator[int]:
+    workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -90,17 +91,21 @@ def _process(argv: list[str], health_url: str, workdir: Path, timeout_s: float) 
 
 
 @contextmanager
-def mlbench_master(database_url: str | None = None) -> Iterator[Served]:
-    """The mlbench master (SQLite in a temporary folder unless ``database_url``)."""
+def mlbench_master(
+    database_url: str | None = None, *, port: int | None = None, data_dir: Path | None = None
+) -> Iterator[Served]:
+    """The mlbench master (SQLite in ``data_dir``, a temporary folder by default, unless
+    ``database_url``); pass the same ``port`` and ``data_dir`` to start it again later."""
     with tempfile.TemporaryDirectory(prefix="mlbench-bench-") as tmp:
-        port = free_port()
+        folder = data_dir or Path(tmp)
+        port = port or free_port()
         argv = [sys.executable, str(ROOT / "bench" / "hold_master.py"), "--port", str(port)]
-        argv += ["--data-dir", tmp]
+        argv += ["--data-dir", str(folder)]
         if database_url:
             argv += ["--database-url", database_url]
         url = f"http://127.0.0.1:{port}"
-        with _process(argv, f"{url}/api/v1/health", Path(tmp), 60) as pid:
-            yield Served(url, pid, Path(tmp))
+        with _process(argv, f"{url}/api/v1/health", folder, 60) as pid:
+            yield Served(url, pid, folder)
 
 
 def new_mlbench_run(served: Served, name: str) -> tuple[int, str]:
@@ -146,3 +151,21 @@ def new_mlflow_run(served: Served, name: str) -> str:
     )
     response.raise_for_status()
     return response.json()["run"]["info"]["run_id"]
+
+
+@contextmanager
+def fresh_postgres(server_url: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server of ``server_url``; dropped afterwards."""
+    import psycopg
+
+    name = f"mlbench_bench_{os.getpid()}_{int(time.time())}"
+    admin = psycopg.connect(server_url, autocommit=True)
+    try:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        base, _, _ = server_url.rpartition("/")
+        try:
+            yield f"{base}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
