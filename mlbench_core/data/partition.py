@@ -29,9 +29,13 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0])
 
 
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """A CPU generator seeded from (seed, epoch); identical on every rank."""
-    return torch.Generator().manual_seed(epoch_seed(seed, epoch))
+def epoch_generator(
+    seed: int, epoch: int, device: torch.device | str | None = None
+) -> torch.Generator:
+    """A generator on ``device`` (default the CPU) seeded from (seed, epoch); identical on
+    every rank."""
+    generator = torch.Generator() if device is None else torch.Generator(device=device)
+    return generator.manual_seed(epoch_seed(seed, epoch))
 
 
 def shard_size(n: int, world: int, *, drop_last: bool = False) -> int:
@@ -41,11 +45,22 @@ def shard_size(n: int, world: int, *, drop_last: bool = False) -> int:
 
 
 def shard_indices(
-    n: int, rank: int, world: int, seed: int, epoch: int, *, drop_last: bool = False
+    n: int,
+    rank: int,
+    world: int,
+    seed: int,
+    epoch: int,
+    *,
+    drop_last: bool = False,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """This rank's indices into ``range(n)`` for ``epoch`` (LongTensor, CPU)."""
+    """This rank's indices into ``range(n)`` for ``epoch`` (LongTensor on ``device``, default
+    the CPU). The permutation is drawn on ``device`` itself, so a GPU shard costs no copy; on
+    the CPU it is the same order whichever way ``device`` is given."""
     _check(n, rank, world)
-    order = torch.randperm(n, generator=epoch_generator(seed, epoch))
+    device = torch.device("cpu") if device is None else torch.device(device)
+    generator = epoch_generator(seed, epoch, device)
+    order = torch.randperm(n, generator=generator, device=device)
     size = shard_size(n, world, drop_last=drop_last)
     if size == 0:
         raise ValueError(f"{n} samples leave nothing for {world} ranks with drop_last=True")

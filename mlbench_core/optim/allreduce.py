@@ -54,6 +54,8 @@ class AllReduce(Aggregator):
         self.bucket_bytes: int | None = None if config.per_layer else int(config.bucket_mb * MB)
 
     def after_backward(self, model: nn.Module) -> None:
+        if self.world_size == 1:  # nothing to average: skip the walk over the parameters
+            return
         with torch.no_grad():
             allreduce_mean_(grads_of(model), self.world_size, self.bucket_bytes, self.count)
 

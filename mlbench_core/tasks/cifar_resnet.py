@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +15,8 @@ from torch import nn
 from mlbench_core import distributed as mdist
 from mlbench_core.data.augment import CifarAugment
 from mlbench_core.data.cifar10 import Cifar10, load_cifar10, prepare_cifar10
-from mlbench_core.data.partition import shard_indices, shard_size, validation_slice
+from mlbench_core.data.device_resident import DeviceResidentLoader
+from mlbench_core.data.partition import validation_slice
 from mlbench_core.models.resnet20 import ResNetCIFAR
 from mlbench_core.tasks import register
 from mlbench_core.tasks.base import GoalSpec, Task, TaskContext
@@ -75,6 +76,15 @@ class CifarResNetConfig(PrecisionMixin, TrainConfig):
     blocks_per_stage: int = Field(
         3, ge=1, le=100, description="Basic blocks per stage: 3 is ResNet-20 (6n+2 layers)."
     )
+    data_on_device: bool = Field(
+        True,
+        description=(
+            "Keep the uint8 images in the compute device's memory (150 MB) and draw every batch "
+            "there: the epoch's order, gather, crop, flip and normalisation run on the device, "
+            "with no host-to-device copy per step. False: images stay in host memory, batches "
+            "are made on the CPU and copied to the device. The same on CPU-only workers."
+        ),
+    )
     shortcut: Literal["A", "B"] = Field(
         "A",
         description=(
@@ -85,7 +95,8 @@ class CifarResNetConfig(PrecisionMixin, TrainConfig):
 
 
 class CifarTrainable(Trainable):
-    """Augmented minibatches of this rank's shard, taken from the images on the device."""
+    """Augmented minibatches of this rank's shard, made where the images are
+    (``DeviceResidentLoader``); with the images on the host they are copied to the device."""
 
     def __init__(
         self,
@@ -103,21 +114,20 @@ class CifarTrainable(Trainable):
         self.ctx = ctx
         self.augment = CifarAugment()
         # Each rank augments with its own stream, reproducible from the run's seed.
-        self.generator = torch.Generator(device=ctx.device)
-        self.generator.manual_seed(ctx.seed * 1_000_003 + ctx.rank)
-        n = len(data.train_y)
-        self.steps_per_epoch = math.ceil(shard_size(n, ctx.world_size) / batch_size)
+        self.loader = DeviceResidentLoader(
+            data.train_x,
+            data.train_y,
+            batch_size=batch_size,
+            seed=ctx.seed,
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+            transform=self.augment,
+            augment_seed=ctx.seed * 1_000_003 + ctx.rank,
+        )
+        self.steps_per_epoch = self.loader.steps_per_epoch
 
-    def batches(self, epoch: int) -> Iterator[torch.Tensor]:
-        ctx = self.ctx
-        order = shard_indices(len(self.data.train_y), ctx.rank, ctx.world_size, ctx.seed, epoch)
-        for start in range(0, len(order), self.batch_size):
-            yield order[start : start + self.batch_size]
-
-    def to_device(self, batch: torch.Tensor, device: torch.device) -> Any:
-        chosen = batch.to(self.data.train_x.device)
-        images = self.augment(self.data.train_x[chosen], self.generator)
-        return images, self.data.train_y[chosen]
+    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.loader.batches(epoch)
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> StepLoss:
         images, labels = batch
@@ -129,8 +139,9 @@ class CifarTrainable(Trainable):
         correct = loss_sum = 0.0
         for start in range(part.start, part.stop, EVAL_CHUNK):
             stop = min(start + EVAL_CHUNK, part.stop)
-            logits = self.model(self.augment.eval(data.test_x[start:stop])).float()
-            labels = data.test_y[start:stop]
+            images = data.test_x[start:stop].to(self.ctx.device, non_blocking=True)
+            logits = self.model(self.augment.eval(images)).float()
+            labels = data.test_y[start:stop].to(self.ctx.device, non_blocking=True)
             loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
             correct += float((logits.argmax(1) == labels).sum())
         count = float(part.stop - part.start)
@@ -162,7 +173,9 @@ class CifarResNetTask(Task):
 
     def run(self, ctx: TaskContext, config: BaseModel) -> RunResult:
         assert isinstance(config, CifarResNetConfig)
-        data = load_cifar10(prepare_cifar10(Path(data_root(ctx, config)))).to(ctx.device)
+        data = load_cifar10(prepare_cifar10(Path(data_root(ctx, config))))
+        if config.data_on_device:
+            data = data.to(ctx.device)
         torch.manual_seed(ctx.seed)
         model = ResNetCIFAR(
             num_classes=10,

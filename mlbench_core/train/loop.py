@@ -236,6 +236,9 @@ class TrainingLoop:
 
     def _evaluate(self) -> bool:
         """Score the validation set, check the goal; True when training should end."""
+        if self.ctx.device.type == "cuda":
+            # Training kernels still queued are training time, not evaluation time.
+            torch.cuda.synchronize(self.ctx.device)
         began = time.perf_counter()
         self.trainable.model.eval()
         with torch.no_grad(), self._autocast():

@@ -12,6 +12,7 @@ from mlbench_core.data.augment import (
     CifarAugment,
     normalize,
     random_crop,
+    random_crop_flip,
     random_flip,
 )
 
@@ -104,3 +105,27 @@ def test_runs_on_the_gpu_with_a_gpu_generator() -> None:
     assert out.device.type == "cuda" and out.shape == x.shape
     with pytest.raises(ValueError, match="generator is on"):
         random_crop(x, 4, gen(0))
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5, 1.0])
+def test_fused_crop_flip_equals_crop_then_flip(p: float) -> None:
+    x = batch(100)
+    fused = random_crop_flip(x, 4, gen(5), p=p)
+    g = gen(5)
+    assert torch.equal(fused.contiguous(), random_flip(random_crop(x, 4, g), g, p=p))
+    assert fused.dtype == torch.uint8 and fused.shape == x.shape
+    assert torch.equal(random_crop_flip(x, 0, gen(5), p=p), random_flip(x, gen(5), p=p))
+
+
+def test_cifar_augment_is_crop_flip_normalize() -> None:
+    x = batch(50)
+    g = gen(9)
+    expected = normalize(random_flip(random_crop(x, 4, g), g), CIFAR10_MEAN, CIFAR10_STD)
+    out = CifarAugment()(x, gen(9))
+    assert out.is_contiguous() and out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+    g = gen(9)
+    no_flip = normalize(random_crop(x, 4, g), CIFAR10_MEAN, CIFAR10_STD)
+    torch.testing.assert_close(CifarAugment(flip=False)(x, gen(9)), no_flip, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="positive std"):
+        CifarAugment(std=(0.1, 0.0, 0.1))
