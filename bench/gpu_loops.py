@@ -145,6 +145,7 @@ class MlbenchSide:
             "benchmark": "1a",
             "workers": 1,
             "backend": "nccl" if device.type == "cuda" else "gloo",
+            "resources": {"gpu": 1} if device.type == "cuda" else {},
             "overrides": overrides,
             "goal": {"kind": "custom", "value": UNREACHABLE_ACCURACY},
             "seed": self.seed,

@@ -29,7 +29,8 @@ class DeviceResidentLoader:
     ``images`` (N x ...) and ``labels`` (N) are moved to ``device`` once (default: where the
     images already are). Every rank draws the same permutation from (``seed``, epoch) and takes
     every ``world_size``-th index from ``rank`` (``partition.shard_indices``); the last batch of
-    an epoch may be smaller. ``transform`` gets each gathered batch and a generator on the
+    an epoch may be smaller; ``chunk_batches`` batches are gathered and transformed at once.
+    ``transform`` gets each gathered batch and a generator on the
     device seeded with ``augment_seed`` (default: derived from ``seed`` and ``rank``).
     """
 
@@ -46,9 +47,12 @@ class DeviceResidentLoader:
         augment_seed: int | None = None,
         device: torch.device | str | None = None,
         drop_last: bool = False,
+        chunk_batches: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if chunk_batches < 1:
+            raise ValueError(f"chunk_batches must be >= 1, got {chunk_batches}")
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         self.device = torch.device(device) if device is not None else images.device
@@ -59,6 +63,7 @@ class DeviceResidentLoader:
         self.rank = rank
         self.world_size = world_size
         self.drop_last = drop_last
+        self.chunk_batches = chunk_batches
         self.transform = transform
         if augment_seed is None:
             augment_seed = seed * 1_000_003 + rank
@@ -84,11 +89,20 @@ class DeviceResidentLoader:
         )
 
     def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(transformed images, labels) for every batch of ``epoch``; no host-device copies."""
+        """(transformed images, labels) for every batch of ``epoch``; no host-device copies.
+
+        Images are gathered and transformed ``chunk_batches`` batches at a time and each batch
+        is a view of that: a small model's step is bound by kernel launches, and one set of
+        gather and augmentation kernels per chunk instead of per batch takes the data phase
+        off the step (the random draws are per image either way)."""
         order = self.order(epoch).contiguous()  # every world_size-th index: a strided view
-        for start in range(0, len(order), self.batch_size):
-            chosen = order[start : start + self.batch_size]
+        chunk = self.batch_size * self.chunk_batches
+        for begin in range(0, len(order), chunk):
+            chosen = order[begin : begin + chunk]
             images = self.images.index_select(0, chosen)
             if self.transform is not None:
                 images = self.transform(images, self.generator)
-            yield images, self.labels.index_select(0, chosen)
+            labels = self.labels.index_select(0, chosen)
+            for start in range(0, len(chosen), self.batch_size):
+                stop = start + self.batch_size
+                yield images[start:stop], labels[start:stop]

@@ -94,6 +94,11 @@ class CifarResNetConfig(PrecisionMixin, TrainConfig):
     )
 
 
+# Batches gathered and augmented together (bench/README.md, figure 7: per batch, those kernels
+# were 6% of a GPU step); 32 x 128 images are 50 MB as float32.
+AUGMENT_CHUNK_BATCHES = 32
+
+
 class CifarTrainable(Trainable):
     """Augmented minibatches of this rank's shard, made where the images are
     (``DeviceResidentLoader``); with the images on the host they are copied to the device."""
@@ -123,6 +128,7 @@ class CifarTrainable(Trainable):
             world_size=ctx.world_size,
             transform=self.augment,
             augment_seed=ctx.seed * 1_000_003 + ctx.rank,
+            chunk_batches=AUGMENT_CHUNK_BATCHES,
         )
         self.steps_per_epoch = self.loader.steps_per_epoch
 

@@ -52,6 +52,28 @@ def test_transform_gets_the_loader_generator_and_is_reproducible() -> None:
     assert not all(torch.equal(x, y) for x, y in zip(a, c, strict=True))
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+def test_chunks_transform_several_batches_at_once_in_the_same_order(chunk: int) -> None:
+    n, batch = 100, 16
+    images, labels = numbered(n)
+    calls: list[int] = []
+
+    def transform(x: torch.Tensor, _generator: torch.Generator) -> torch.Tensor:
+        calls.append(len(x))
+        return x
+
+    loader = DeviceResidentLoader(
+        images, labels, batch_size=batch, seed=5, transform=transform, chunk_batches=chunk
+    )
+    got = list(loader.batches(1))
+    assert [len(y) for _, y in got] == [16] * 6 + [4]  # batches do not depend on the chunk
+    assert torch.equal(torch.cat([y for _, y in got]), shard_indices(n, 0, 1, seed=5, epoch=1))
+    for x, y in got:
+        assert torch.equal(x[:, 0, 0, 0], (y % 256).to(torch.uint8))
+    sizes = [min(chunk * batch, n - i) for i in range(0, n, chunk * batch)]
+    assert calls == sizes  # one transform per chunk
+
+
 def test_drop_last_and_device_argument() -> None:
     images, labels = numbered(10)
     loader = DeviceResidentLoader(
@@ -66,6 +88,8 @@ def test_bad_arguments() -> None:
     images, labels = numbered(10)
     with pytest.raises(ValueError, match="batch_size"):
         DeviceResidentLoader(images, labels, batch_size=0, seed=0)
+    with pytest.raises(ValueError, match="chunk_batches"):
+        DeviceResidentLoader(images, labels, batch_size=2, seed=0, chunk_batches=0)
     with pytest.raises(ValueError, match="10 images but 9 labels"):
         DeviceResidentLoader(images, labels[:9], batch_size=2, seed=0)
 
