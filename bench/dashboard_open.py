@@ -12,106 +12,29 @@ from nothing to a document ready to send to the browser: the reads, building the
                                              [--database-url postgresql://.../empty_db]
 
 The run's points are stored with bulk inserts (minutes through the API otherwise), together
-with the per-series counts and tiles that ingest would write for them (the master's tests check
-that tiles built batch by batch equal tiles built at once). Use an empty database for
---database-url: the master migrates it and the run stays there.
+with the per-series counts and tiles that ingest would write for them (``seed_metrics.py``,
+shared with ``dashboard_draw.py``). Use an empty database for --database-url: the master
+migrates it and the run stays there.
 """
 
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
-import numpy as np
 from bokeh.document import Document
 from bokeh.plotting import figure
-from metrics_ingest import HoldExecutor  # the same worker stand-in (bench/ is on sys.path)
-from sqlalchemy import Engine, insert, select
+from hold_master import HoldExecutor  # the same worker stand-in (bench/ is on sys.path)
+from seed_metrics import METRICS, free_port, seed_run
 
 from bokeh_app.common.api import DashboardApi
 from bokeh_app.views.run import build_run
-from master.models import MetricPoint
 from master.server import EmbeddedMaster
-from master.services import series
 from master.settings import Settings
-
-METRICS = ("train/loss", "val/accuracy", "train/samples_per_s")  # one per plot of the view
-POINTS = MetricPoint.__table__
-COLUMNS = ("run_id", "name", "rank", "step", "epoch", "time", "value")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def curve(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    step = np.arange(n)
-    if name == "train/loss":
-        values = 2.3 * np.exp(-step / (n / 8)) + 0.05 + 0.02 * rng.standard_normal(n)
-        values[rng.integers(0, n, 20)] += 1.5  # spikes a plot must not lose
-        return values
-    if name == "val/accuracy":
-        return 0.97 - 0.87 * np.exp(-step / (n / 6)) + 0.003 * rng.standard_normal(n)
-    return 5_000 + 300 * np.sin(step / 5_000) + 50 * rng.standard_normal(n)
-
-
-def bulk_store(engine: Engine, run_id: int, n: int) -> None:
-    """Points of METRICS (rank 0, one step apart, 20 steps/s, 1000 steps/epoch), plus their
-    series counts and tiles, in one transaction per metric."""
-    rng = np.random.default_rng(7)
-    t0 = time.time() - n / 20
-    for name in METRICS:
-        step = np.arange(n, dtype=np.int64)
-        columns = {"step": step, "time": t0 + step / 20, "epoch": step / 1000}
-        columns["value"] = curve(name, n, rng)
-        rows = zip(
-            [run_id] * n,
-            [name] * n,
-            [0] * n,
-            step.tolist(),
-            columns["epoch"].tolist(),
-            columns["time"].tolist(),
-            columns["value"].tolist(),
-            strict=True,
-        )
-        with engine.begin() as conn:
-            dbapi = conn.connection.dbapi_connection
-            assert dbapi is not None
-            if engine.dialect.name == "postgresql":
-                with (
-                    dbapi.cursor() as cursor,
-                    cursor.copy(f"COPY metric_points ({', '.join(COLUMNS)}) FROM STDIN") as copy,
-                ):
-                    for row in rows:
-                        copy.write_row(row)
-            else:
-                marks = ", ".join("?" * len(COLUMNS))
-                dbapi.cursor().executemany(
-                    f"INSERT INTO metric_points ({', '.join(COLUMNS)}) VALUES ({marks})", rows
-                )
-            ids = conn.execute(
-                select(POINTS.c.id)
-                .where(POINTS.c.run_id == run_id, POINTS.c.name == name)
-                .order_by(POINTS.c.id)
-            ).scalars()
-            id_array = np.fromiter(ids, dtype=np.int64, count=n)
-            conn.execute(
-                insert(series.TILES), series.tile_rows(run_id, name, 0, 0, columns, id_array)
-            )
-            conn.execute(
-                insert(series.SERIES), [{"run_id": run_id, "name": name, "rank": 0, "count": n}]
-            )
-        if engine.dialect.name == "postgresql":
-            with engine.connect() as conn:
-                conn.exec_driver_sql("ANALYZE metric_points")
 
 
 def open_mlbench(url: str, run_id: int) -> tuple[float, float, int]:
@@ -176,29 +99,10 @@ def main() -> None:
         master = EmbeddedMaster(settings, executors={"local": executor}).start()
         url = master.url
         try:
-            with httpx.Client(base_url=url, headers={"Authorization": "Bearer bench"}) as http:
-                spec = {"name": f"open-{uuid.uuid4().hex[:6]}", "benchmark": "digits-mlp"}
-                run_id = http.post("/api/v1/runs", json={**spec, "workers": 2}).json()["id"]
-                worker = {"Authorization": f"Bearer {executor.launches[-1].token}"}
-                http.post(
-                    f"/api/v1/runs/{run_id}/status", json={"state": "running"}, headers=worker
-                )
-                began = time.perf_counter()
-                bulk_store(master.app.state.mlbench.engine, run_id, args.points)
-                stored_s = time.perf_counter() - began
-                result = {
-                    "goal_reached": True,
-                    "goal_metric": "val/accuracy",
-                    "goal_value": 0.96,
-                    "time_to_goal_s": 40_000.0,
-                    "total_time_s": args.points / 20,
-                    "steps": args.points,
-                    "phases": {"data": 1, "forward": 3, "backward": 5, "communication": 2},
-                }
-                http.put(f"/api/v1/runs/{run_id}/result", json=result, headers=worker)
-                http.post(
-                    f"/api/v1/runs/{run_id}/status", json={"state": "succeeded"}, headers=worker
-                )
+            began = time.perf_counter()
+            engine = master.app.state.mlbench.engine
+            run_id = seed_run(url, "bench", executor, engine, args.points)
+            stored_s = time.perf_counter() - began
             mine = [open_mlbench(url, run_id) for _ in range(args.repeat)]
             naive = open_naive(url, run_id)
         finally:

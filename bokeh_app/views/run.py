@@ -246,6 +246,14 @@ class RunView:
             (str(r), f"rank {r}") for r in snap.ranks
         ]
         self.curves.set_goal(snap.goal.value)
+        # New curves first, with the document's model bookkeeping frozen: it walks the whole
+        # model graph once at the end instead of after each renderer and legend item (most of
+        # a first load's time). Their data is set after: a model the document does not know
+        # yet sends no change to the browser.
+        with self.doc.models.freeze():
+            for group, names in snap.groups.items():
+                for name in names:
+                    self.curves.curve(group, name)
         shown = set()
         for group, names in snap.groups.items():
             for name in names:

@@ -8,6 +8,7 @@ import bisect
 import html
 from dataclasses import dataclass, field
 
+from bokeh.core.properties import value
 from bokeh.models import (
     BasicTicker,
     BasicTickFormatter,
@@ -18,6 +19,8 @@ from bokeh.models import (
     Div,
     FactorRange,
     HoverTool,
+    Legend,
+    LegendItem,
     Range1d,
     Span,
 )
@@ -57,7 +60,7 @@ def from_plot(axis: str, x: float) -> float:
 
 
 EMPTY_LINE = "empty-line"
-"""Name of the hidden renderer every curve plot starts with (not a curve)."""
+"""Name of the hidden, empty renderer every curve plot starts with (not a curve)."""
 
 
 @dataclass
@@ -134,9 +137,12 @@ class CurvePlots:
             for group, title in PLOT_TITLES.items()
         }
         for plot in self.plots.values():
-            # An empty, hidden line until the first curve: a plot without renderers makes
+            # An empty, hidden renderer until the first curve: a plot without renderers makes
             # Bokeh's document validation warn in the server log (W-1000) for every session.
-            plot.line(x=[], y=[], visible=False, name=EMPTY_LINE)
+            # A segment, not a line: BokehJS copies the WebGL canvas into the plot's canvas
+            # after every WebGL-capable renderer, hidden ones too, and that copy is a GPU
+            # readback (tens of ms per paint and plot where WebGL runs in software).
+            plot.segment(x0=[], y0=[], x1=[], y1=[], visible=False, name=EMPTY_LINE)
             plot.add_tools(HoverTool(tooltips=[("", "$name"), ("x", "@x{0,0.[000]}"), ("y", "@y")]))
         self.goal_span = Span(
             location=0,
@@ -148,6 +154,7 @@ class CurvePlots:
         )
         self.plots["quality"].add_layout(self.goal_span)
         self.curves: dict[str, Curve] = {}
+        self._legends: dict[str, Legend] = {}
         self._colors = 0
 
     def curve(self, group: str, name: str) -> Curve:
@@ -157,11 +164,15 @@ class CurvePlots:
             color = Category10_10[self._colors % len(Category10_10)]
             self._colors += 1
             plot = self.plots[group]
-            plot.line(
-                "x", "y", source=source, color=color, line_width=1.6, legend_label=name, name=name
-            )
-            plot.legend.location = "top_left" if group != "loss" else "top_right"
-            plot.legend.click_policy = "hide"
+            line = plot.line("x", "y", source=source, color=color, line_width=1.6, name=name)
+            # The legend is kept at hand: ``legend_label=`` and ``plot.legend`` would each
+            # search the whole plot's model graph for it.
+            legend = self._legends.get(group)
+            if legend is None:
+                location = "top_left" if group != "loss" else "top_right"
+                legend = self._legends[group] = Legend(location=location, click_policy="hide")
+                plot.add_layout(legend)
+            legend.items.append(LegendItem(label=value(name), renderers=[line]))
             self.curves[name] = Curve(name, source)
         return self.curves[name]
 
@@ -195,19 +206,22 @@ class PhaseBar:
             toolbar_location=None,
             css_classes=["mlb-phase-bar"],
         )
-        self.plot.hbar_stack(
+        bars = self.plot.hbar_stack(
             list(PHASES),
             y="label",
             height=0.6,
             color=list(PHASE_COLORS),
             source=self.source,
-            legend_label=list(PHASES),
+            name=list(PHASES),
         )
-        self.plot.legend.orientation = "horizontal"
-        self.plot.legend.location = "top_left"
+        # One legend built at once (``legend_label=`` would search the plot for it per bar).
+        items = [
+            LegendItem(label=value(phase), renderers=[bar])
+            for phase, bar in zip(PHASES, bars, strict=True)
+        ]
+        legend = Legend(items=items, orientation="horizontal", location="top_left")
+        self.plot.add_layout(legend)
         self.plot.add_tools(HoverTool(tooltips=[("phase", "$name"), ("seconds", "@$name{0.000}")]))
-        for renderer, phase in zip(self.plot.renderers, PHASES, strict=True):
-            renderer.name = phase
         self.note = Div(text="", css_classes=["mlb-phase-note"])
 
     def set(self, values: dict[str, float], source_label: str) -> None:
