@@ -6,8 +6,10 @@ listens on the master's port:
 
 * ours: ``MetricsClient`` as workers use it (past ``max_pending`` queued points, new points go
   to the spool file on disk);
-* baseline: the same client with no bound (``max_pending`` larger than the run), i.e. a client
-  that keeps everything it could not send in memory.
+* baseline: a naive batching client (``naive_client.py``): a list and a sender thread that
+  keeps and retries what it could not send, i.e. everything stays in memory. (``MetricsClient``
+  itself with an unlimited ``max_pending`` is no baseline: while the master is unreachable its
+  sender moves queued points to the spool anyway.)
 
 The parent samples each child's resident memory every 0.25 s. After the outage the master
 comes back on the same port and database, both clients ``close()`` (drain queue and spool),
@@ -30,17 +32,21 @@ import common
 import httpx
 from servers import current_rss_mib, free_port, mlbench_master, new_mlbench_run
 
-UNBOUNDED = 10**12
-
 
 def child(args: argparse.Namespace) -> None:
     """Log ``rate`` points/s for ``down_s`` seconds; once the parent says the master is back
     (a line on stdin), close: the sender replays the spool and sends what is queued."""
+    from naive_client import NaiveClient
+
     from mlbench_core.metrics_client import MetricsClient
 
-    client = MetricsClient(
-        args.url, args.run_id, args.token, 0, spool_dir=args.spool, max_pending=args.max_pending
-    )
+    client: MetricsClient | NaiveClient
+    if args.max_pending:
+        client = MetricsClient(
+            args.url, args.run_id, args.token, 0, spool_dir=args.spool, max_pending=args.max_pending
+        )
+    else:
+        client = NaiveClient(args.url, args.run_id, args.token)
     burst = max(1, args.rate // 100)  # every 10 ms
     print(json.dumps({"ready": True}), flush=True)  # imports done: the parent starts sampling
     start = time.monotonic()
@@ -79,7 +85,7 @@ def main() -> None:
         with mlbench_master(port=port, data_dir=folder / "master") as master:
             runs = {kind: new_mlbench_run(master, f"spool-{kind}") for kind in ("ours", "base")}
             url = master.url
-        limits = {"ours": args.max_pending, "base": UNBOUNDED}
+        limits = {"ours": args.max_pending, "base": 0}  # 0: the naive client
         procs = {}
         for kind, (run_id, token) in runs.items():
             argv = [sys.executable, __file__, "--child", "--url", url, "--run-id", str(run_id)]
@@ -109,7 +115,7 @@ def main() -> None:
     rows = []
     for kind, label, role in (
         ("ours", f"MetricsClient, spools past {args.max_pending:,} points", "ours"),
-        ("base", "the same client, unbounded in memory", "baseline"),
+        ("base", "a naive batching client, unbounded in memory", "baseline"),
     ):
         rss = trace[kind]
         growth = max(rss) - rss[0]

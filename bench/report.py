@@ -42,10 +42,13 @@ def _number(value: float, unit: str) -> str:
     return f"{text} {unit}"
 
 
-def _machine(machine: dict[str, Any]) -> str:
-    gpu = machine.get("gpu")
-    where = gpu if gpu else f"{machine.get('logical_cores')} cores"
-    return f"{where}, {machine.get('memory_gib')} GiB, Python {machine.get('python')}"
+def _machine(result: dict[str, Any]) -> str:
+    machine = result["machine"]
+    card = result["params"].get("gpu", {}).get("device", "cpu")
+    where = f"{machine.get('logical_cores')} cores, {machine.get('memory_gib')} GiB"
+    if card != "cpu":  # a GPU figure: the card is what matters
+        where = f"{card}, {where}"
+    return f"{where}, Python {machine.get('python')}"
 
 
 def render(results: list[dict[str, Any]]) -> str:
@@ -62,7 +65,7 @@ def render(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {result['title']} | {ours['label']}: {_number(ours['value'], ours['unit'])} "
             f"| {base['label']}: {_number(base['value'], base['unit'])} | {ratio} "
-            f"| {summary['target']} | {met} | {_machine(result['machine'])}, "
+            f"| {summary['target']} | {met} | {_machine(result)}, "
             f"{result['measured_at'][:10]} |"
         )
     return "\n".join(lines)

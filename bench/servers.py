@@ -38,6 +38,14 @@ class Served:
         """The process's high-water mark of resident memory (``VmHWM``), in MiB."""
         return peak_rss_mib(self.pid)
 
+    def tree_peak_rss_mib(self) -> float:
+        """The sum of the peaks of the process and its descendants (an upper bound of the
+        tree's peak; MLflow's server runs uvicorn and a job consumer as children)."""
+        import psutil
+
+        pids = [self.pid, *(child.pid for child in psutil.Process(self.pid).children(True))]
+        return sum(peak_rss_mib(pid) for pid in pids)
+
 
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -69,12 +77,23 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s:
 
 
 @contextmanager
-def _process(argv: list[str], health_url: str, workdir: Path, timeout_s: float) -> Iterator[int]:
+def _process(
+    argv: list[str],
+    health_url: str,
+    workdir: Path,
+    timeout_s: float,
+    env: dict[str, str] | None = None,
+) -> Iterator[int]:
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
     try:
         _wait_healthy(health_url, proc, log, timeout_s)
@@ -134,7 +153,9 @@ def mlflow_server() -> Iterator[Served]:
         argv += ["--backend-store-uri", f"sqlite:///{tmp}/mlflow.db"]
         argv += ["--artifacts-destination", f"{tmp}/artifacts", "--workers", "1"]
         url = f"http://127.0.0.1:{port}"
-        with _process(argv, f"{url}/health", Path(tmp), 120) as pid:
+        # A metrics store only: no job runner (it starts eight more processes on 2 cores).
+        env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        with _process(argv, f"{url}/health", Path(tmp), 120, env) as pid:
             yield Served(url, pid, Path(tmp))
 
 

@@ -20,6 +20,7 @@ def result(figure: str, ours: float, base: float, met: bool | None) -> dict:
         "title": f"Figure {figure}",
         "measured_at": "2026-11-27T12:00:00+00:00",
         "machine": {"logical_cores": 2, "memory_gib": 23.4, "python": "3.11.7"},
+        "params": {},
         "rows": [
             {"label": "ours", "role": "ours", "value": ours, "unit": "points/s", "extra": {}},
             {"label": "theirs", "role": "baseline", "value": base, "unit": "points/s"},
@@ -51,6 +52,12 @@ def test_render_orders_figures_and_marks_misses() -> None:
     assert "133x" in lines[2] and "| yes |" in lines[2]
     assert "**no**" in lines[3] and "0.5x" in lines[3]
     assert "2 cores, 23.4 GiB, Python 3.11.7, 2026-11-27" in lines[2]
+
+
+def test_gpu_figures_name_the_card() -> None:
+    gpu = result("gpu_resnet20", 14_000, 13_700, True)
+    gpu["params"]["gpu"] = {"device": "NVIDIA H200"}
+    assert "NVIDIA H200, 2 cores" in report.render([gpu])
 
 
 def test_update_replaces_only_the_marked_table(tmp_path: Path) -> None:
