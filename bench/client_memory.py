@@ -29,8 +29,7 @@ import time
 from pathlib import Path
 
 import common
-import httpx
-from servers import current_rss_mib, free_port, mlbench_master, new_mlbench_run
+from servers import current_rss_mib, free_port, mlbench_master, new_mlbench_run, stored_points
 
 
 def child(args: argparse.Namespace) -> None:
@@ -104,7 +103,7 @@ def main() -> None:
                     kind: proc.communicate("go\n", timeout=args.close_timeout_s + 60)[0]
                     for kind, proc in procs.items()
                 }
-                stored = {kind: count(master.url, *runs[kind]) for kind in runs}
+                stored = {kind: stored_points(master.url, *runs[kind]) for kind in runs}
         finally:
             for proc in procs.values():
                 if proc.poll() is None:
@@ -154,15 +153,6 @@ def sample(procs: dict[str, subprocess.Popen[str]], seconds: float) -> dict[str,
                 trace[kind].append(current_rss_mib(proc.pid))
         time.sleep(0.25)
     return trace
-
-
-def count(url: str, run_id: int, token: str) -> int:
-    response = httpx.get(
-        f"{url}/api/v1/runs/{run_id}/metrics/names",
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    response.raise_for_status()
-    return sum(entry["count"] for entry in response.json())
 
 
 if __name__ == "__main__":

@@ -38,9 +38,11 @@ from typing import IO, Any
 
 import common
 from common import Row, Summary
-from draw_probe import CHROMIUM_FLAGS, Opened, chromium_path, open_page
+from draw_probe import Opened, open_page
 from playwright.sync_api import sync_playwright
 from seed_metrics import METRICS
+
+from tests.e2e.browser import CHROMIUM_FLAGS, chromium_path
 
 HERE = Path(__file__).resolve().parent
 FIGURE = "dashboard_draw"

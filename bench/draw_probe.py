@@ -13,14 +13,14 @@ plus the payloads of the websocket frames received.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from typing import Any
 
+import common  # noqa: F401  (puts the repository root on sys.path, for tests.e2e)
 from playwright.sync_api import Browser, Response, WebSocket
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+from tests.e2e.browser import INKED_PIXELS
+
 VIEWPORT = {"width": 1400, "height": 1000}
 GROUP_CLASSES = (".mlb-quality-plot", ".mlb-loss-plot", ".mlb-throughput-plot")
 
@@ -76,28 +76,6 @@ PROBE = """(names) => {
   requestAnimationFrame(tick);
 }"""
 
-# Pixels of a canvas that are neither transparent nor near-white (as tests/e2e/conftest.py).
-INKED_PIXELS = """(canvas) => {
-  const ctx = canvas.getContext('2d');
-  if (!ctx || canvas.width === 0 || canvas.height === 0) return 0;
-  const d = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
-  let n = 0;
-  for (let i = 0; i < d.length; i += 4) {
-    if (d[i + 3] > 0 && (d[i] < 235 || d[i + 1] < 235 || d[i + 2] < 235)) n++;
-  }
-  return n;
-}"""
-
-
-def chromium_path() -> str | None:
-    """``MLBENCH_CHROMIUM`` when set, else ``chromium`` on PATH, else Debian's path."""
-    if override := os.environ.get("MLBENCH_CHROMIUM"):
-        return override if os.access(override, os.X_OK) else None
-    for candidate in (shutil.which("chromium"), "/usr/bin/chromium"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
 
 @dataclass
 class Opened:
@@ -150,7 +128,7 @@ def open_page(browser: Browser, url: str, names: list[str], timeout_s: float) ->
             " html: performance.getEntriesByType('navigation')[0].responseEnd})"
         )
         inked = sum(
-            max(canvases.evaluate_all(f"cs => cs.map({INKED_PIXELS})") or [0])
+            max([0, *canvases.evaluate_all(f"cs => cs.map({INKED_PIXELS})")])
             for canvases in (page.locator(f"{cls} canvas") for cls in GROUP_CLASSES)
         )
         http_bytes = 0

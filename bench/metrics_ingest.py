@@ -36,6 +36,7 @@ from servers import (
     mlflow_server,
     new_mlbench_run,
     new_mlflow_run,
+    stored_points,
 )
 
 from mlbench_core.metrics_client import MetricsClient
@@ -96,20 +97,11 @@ def mlbench_round(served: Served, points: list[Point]) -> Callable[[], float]:
         bodies = mlbench_bodies(points)
         url = f"{served.url}/api/v1/runs/{run_id}/metrics"
         seconds = post_all(url, bodies, {"Authorization": f"Bearer {token}"})
-        stored = stored_points(served, run_id, token)
+        stored = stored_points(served.url, run_id, token)
         assert stored == len(points), f"mlbench stored {stored} of {len(points)} points"
         return len(points) / seconds
 
     return once
-
-
-def stored_points(served: Served, run_id: int, token: str) -> int:
-    response = httpx.get(
-        f"{served.url}/api/v1/runs/{run_id}/metrics/names",
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    response.raise_for_status()
-    return sum(entry["count"] for entry in response.json())
 
 
 def mlflow_round(served: Served, points: list[Point]) -> Callable[[], float]:
@@ -141,7 +133,7 @@ def client_round(served: Served, points: list[Point], spool: Path) -> Callable[[
             client.log(name, value, step=step)
         client.close(timeout_s=600)
         seconds = time.perf_counter() - start
-        assert stored_points(served, run_id, token) == len(points)
+        assert stored_points(served.url, run_id, token) == len(points)
         return len(points) / seconds
 
     return once

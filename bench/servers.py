@@ -143,6 +143,15 @@ def new_mlbench_run(served: Served, name: str) -> tuple[int, str]:
     return run_id, token_file.read_text()
 
 
+def stored_points(url: str, run_id: int, token: str) -> int:
+    """Points the master holds for a run (its per-series counts)."""
+    response = httpx.get(
+        f"{url}/api/v1/runs/{run_id}/metrics/names", headers={"Authorization": f"Bearer {token}"}
+    )
+    response.raise_for_status()
+    return sum(entry["count"] for entry in response.json())
+
+
 @contextmanager
 def mlflow_server() -> Iterator[Served]:
     """An MLflow tracking server with a local SQLite store and one worker (as our master)."""

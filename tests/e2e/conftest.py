@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,6 +39,7 @@ from typing import Any, NoReturn, TypeVar
 import pytest
 
 from tests.conftest import free_port
+from tests.e2e.browser import CHROMIUM_FLAGS, INKED_PIXELS, chromium_path
 from tests.served import ServedMaster
 
 try:
@@ -50,7 +50,6 @@ except ImportError:  # the `test` extra brings it; the rule below reports its ab
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
 LOGS = ROOT / "test-output" / "e2e-logs"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 TIMEOUT_S = 30.0
 # Shorter refresh periods than the defaults (bokeh_app/common/settings.py): the tests see
 # live curves grow and the banner go sooner, with the same code paths.
@@ -76,18 +75,6 @@ DEEP_TEXT = """(root) => {
   return out.join(' ').replace(/\\s+/g, ' ').trim();
 }"""
 
-# Pixels of a canvas that are neither transparent nor near-white; -1 when it has no 2D context.
-INKED_PIXELS = """(canvas) => {
-  let ctx = null;
-  try { ctx = canvas.getContext('2d'); } catch (e) { return -1; }
-  if (!ctx || canvas.width === 0 || canvas.height === 0) return -1;
-  const d = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
-  let n = 0;
-  for (let i = 0; i < d.length; i += 4) {
-    if (d[i + 3] > 0 && (d[i] < 235 || d[i + 1] < 235 || d[i + 2] < 235)) n++;
-  }
-  return n;
-}"""
 
 # Rows of a SlickGrid in display order, each as the texts of its cells.
 TABLE_ROWS = """(rows) => rows
@@ -106,21 +93,6 @@ def unavailable(message: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
-
-
-def chromium_path() -> str | None:
-    """The system Chromium: ``MLBENCH_CHROMIUM`` when set (only that one), else ``chromium``
-    on PATH, else Debian's path."""
-    if override := os.environ.get("MLBENCH_CHROMIUM"):
-        return override if os.path.isfile(override) and os.access(override, os.X_OK) else None
-    for candidate in (
-        shutil.which("chromium"),
-        shutil.which("chromium-browser"),
-        "/usr/bin/chromium",
-    ):
-        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
 
 
 @pytest.fixture(scope="session", autouse=True)
