@@ -62,7 +62,7 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps({"logged": step, "close_s": time.monotonic() - close_start}), flush=True)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--down-s", type=float, default=60.0, help="seconds the master is away")
     parser.add_argument("--rate", type=int, default=10_000, help="points logged per second")
@@ -74,7 +74,20 @@ def main() -> None:
     parser.add_argument("--run-id", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
     parser.add_argument("--spool", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def child_argv(args: argparse.Namespace, url: str, run_id: int, token: str, spool: Path,
+               max_pending: int) -> list[str]:  # fmt: skip
+    """The command line of one child process."""
+    argv = ["--child", "--url", url, "--run-id", str(run_id), "--spool", str(spool)]
+    # "=": a token may start with "-", which argparse would take for an option.
+    argv += [f"--token={token}", "--max-pending", str(max_pending), "--down-s", str(args.down_s)]
+    return [*argv, "--rate", str(args.rate), "--close-timeout-s", str(args.close_timeout_s)]
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.child:
         child(args)
         return
@@ -87,13 +100,11 @@ def main() -> None:
         limits = {"ours": args.max_pending, "base": 0}  # 0: the naive client
         procs = {}
         for kind, (run_id, token) in runs.items():
-            argv = [sys.executable, __file__, "--child", "--url", url, "--run-id", str(run_id)]
-            argv += ["--token", token, "--spool", str(folder / f"spool-{kind}")]
-            argv += ["--max-pending", str(limits[kind]), "--down-s", str(args.down_s)]
-            argv += ["--rate", str(args.rate), "--close-timeout-s", str(args.close_timeout_s)]
+            argv = child_argv(args, url, run_id, token, folder / f"spool-{kind}", limits[kind])
             procs[kind] = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-            )
+                [sys.executable, __file__, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
         try:
             for proc in procs.values():
                 assert proc.stdout is not None and "ready" in proc.stdout.readline()
