@@ -14,7 +14,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -111,13 +110,6 @@ def interleave(
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
-
-
-def timed(fn: Callable[[], Any]) -> float:
-    """Seconds one call of ``fn`` took."""
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def add_output_args(parser: argparse.ArgumentParser) -> None:

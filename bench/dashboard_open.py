@@ -29,12 +29,13 @@ import httpx
 from bokeh.document import Document
 from bokeh.plotting import figure
 from hold_master import HoldExecutor  # the same worker stand-in (bench/ is on sys.path)
-from seed_metrics import METRICS, free_port, seed_run
+from seed_metrics import METRICS, seed_run
 
 from bokeh_app.common.api import DashboardApi
 from bokeh_app.views.run import build_run
 from master.server import EmbeddedMaster
 from master.settings import Settings
+from tests.conftest import free_port
 
 
 def open_mlbench(url: str, run_id: int) -> tuple[float, float, int]:

@@ -35,7 +35,7 @@ from bokeh.application.handlers import FunctionHandler
 from bokeh.document import Document
 from bokeh.layouts import column
 from bokeh.server.server import Server
-from seed_metrics import GROUPS, METRICS, HoldExecutor, free_port, seed_run
+from seed_metrics import GROUPS, METRICS, HoldExecutor, seed_run
 from sqlalchemy import Engine
 from tornado.ioloop import IOLoop
 
@@ -43,6 +43,7 @@ from bokeh_app.server import DashboardServer
 from bokeh_app.views.run_plots import CurvePlots
 from master.server import EmbeddedMaster
 from master.settings import Settings
+from tests.conftest import free_port
 
 TOKEN = "bench"
 QUERY = (

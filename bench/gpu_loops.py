@@ -55,17 +55,13 @@ def start_master(data_dir: Path) -> tuple[Any, Any]:
     """An embedded master (SQLite under ``data_dir``) whose executor starts nothing: this
     process plays the worker of each run. Returns (master, executor); imports lazily, so a
     machine without the master's dependencies can still run the loops (``NullReporter``)."""
-    import socket
-
     from hold_master import HoldExecutor
 
     from master.server import EmbeddedMaster
     from master.settings import Settings
+    from tests.conftest import free_port
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    settings = Settings(data_dir=data_dir, port=port, admin_token=ADMIN)
+    settings = Settings(data_dir=data_dir, port=free_port(), admin_token=ADMIN)
     executor = HoldExecutor()
     master = EmbeddedMaster(settings, executors={"local": executor}).start()
     return master, executor

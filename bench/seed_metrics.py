@@ -9,7 +9,6 @@ batch equal tiles built at once), so the master reads them exactly as if a worke
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 
@@ -26,12 +25,6 @@ GROUPS = {"train/loss": "loss", "val/accuracy": "quality", "train/samples_per_s"
 """The Run view's plot of each metric (``bokeh_app.views.run_data.group_names``)."""
 POINTS = MetricPoint.__table__
 COLUMNS = ("run_id", "name", "rank", "step", "epoch", "time", "value")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def curve(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
