@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from master.settings import normalize_database_url
+
+log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Execution option a write transaction sets on its connection; on SQLite it turns the BEGIN
@@ -34,9 +40,19 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, **kwargs)
 
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    read_only = False
+    if parsed.database and parsed.database != ":memory:":
+        path = Path(parsed.database).expanduser()
+        read_only = _read_only_file(path)
+        if read_only:
+            log.warning("%s is read-only: serving reads, refusing writes", path)
+            # Immutable: no lock or WAL index files to create beside it, which a read-only
+            # directory would refuse; a plain open of a WAL database fails there.
+            connect_args["uri"] = True
+            url = f"sqlite:///file:{quote(str(path.resolve()))}?mode=ro&immutable=1&uri=true"
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args=connect_args, **kwargs)
 
     @event.listens_for(engine, "connect")
@@ -45,7 +61,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # transactional migrations and repeatable reads); ``_on_begin`` emits it instead.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        if not read_only:
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+            cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
@@ -60,6 +78,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     _SQLITE_WRITE_LOCKS[engine] = threading.RLock()
     return engine
+
+
+def _read_only_file(path: Path) -> bool:
+    """An existing database file, or its directory, that this process may not write (a
+    read-only mount, a snapshot); access(2) answers EROFS even for root."""
+    return path.exists() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -98,3 +122,40 @@ def write_transaction(session: Session) -> Iterator[Session]:
     finally:
         if lock is not None:
             lock.release()
+
+
+# SQLite names its result codes (``sqlite_errorname``, Python 3.11+); PostgreSQL reports SQLSTATE
+# classes 08 (connection), 53 (insufficient resources), 57 (operator intervention: shutdown)
+# and 25006 (read-only transaction).
+_SQLITE_OUTAGES = (
+    ("SQLITE_READONLY", "the database is read-only"),
+    ("SQLITE_FULL", "the database's disk is full"),
+    ("SQLITE_IOERR", "the database's disk failed a read or write"),
+    ("SQLITE_BUSY", "the database stayed locked by another writer"),
+    ("SQLITE_LOCKED", "the database stayed locked by another writer"),
+    ("SQLITE_CANTOPEN", "the database file cannot be opened"),
+)
+
+
+def describe_outage(exc: DBAPIError) -> str | None:
+    """One line saying why the database cannot serve this request now, or None when ``exc`` is
+    a real error of the request (a constraint, a missing table: a bug) rather than an outage
+    worth retrying."""
+    sqlite_name = getattr(exc.orig, "sqlite_errorname", None)
+    if sqlite_name is not None:
+        for prefix, what in _SQLITE_OUTAGES:
+            if sqlite_name.startswith(prefix):
+                return what
+        return None
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    if sqlstate == "25006":
+        return "the database is read-only"
+    if sqlstate.startswith("53"):
+        if "space" in str(exc.orig).lower():
+            return "the database's disk is full"
+        return "the database server is out of resources"
+    if exc.connection_invalidated or sqlstate.startswith(("08", "57")):
+        return "the database cannot be reached"
+    if isinstance(exc, OperationalError) and not sqlstate:
+        return "the database cannot be reached"  # psycopg: no connection, so no SQLSTATE
+    return None

@@ -210,6 +210,12 @@ class IngestResult(BaseModel):
     duplicate: bool = Field(description="True when this batch_id had been stored before.")
 
 
+class HeartbeatAck(BaseModel):
+    """The answer to a heartbeat: the run's state, so a worker learns that its run ended."""
+
+    state: RunState = Field(description="The run's state now.")
+
+
 class ResultPublic(RunResult):
     """The run's ``RunResult`` plus the run it belongs to."""
 

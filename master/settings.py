@@ -57,6 +57,24 @@ class Settings(BaseSettings):
     metrics_grace_s: float = Field(
         60, ge=0, description="Metrics are still accepted this many seconds after a run ended."
     )
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted; a larger one is refused with 413 before it "
+        "is parsed (a 10,000-point metric batch is about 1.2 MB).",
+    )
+    heartbeat_timeout_s: float = Field(
+        60,
+        gt=0,
+        description="A running run whose worker sent no heartbeat for this long fails (the "
+        "process is gone, frozen or cut off); workers beat every 2 s.",
+    )
+    progress_timeout_s: float = Field(
+        1800,
+        gt=0,
+        description="A running run whose worker still beats but whose training thread made no "
+        "progress (no metric logged) for this long fails as hung.",
+    )
     max_points_per_read: int = Field(
         50_000, ge=1, description="Upper bound on the points one metrics read scans and returns."
     )

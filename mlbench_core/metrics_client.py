@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from mlbench_core.heartbeat import HeartbeatSender
 from mlbench_core.metrics_sender import FlushMarker, QueueItem, SenderLoop, _monotonic
 from mlbench_core.reports import ClientStats, NullReporter, Outcome, Report, Reporter, log
 from mlbench_core.spool import Spool, batch_line, report_line
@@ -72,6 +73,7 @@ class MetricsClient(SenderLoop):
         max_attempts: int = 5,
         backoff_s: float = 0.2,
         max_backoff_s: float = 10.0,
+        heartbeat_s: float | None = None,
     ) -> None:
         if not 1 <= flush_points <= MAX_BATCH_POINTS:
             raise ValueError(f"flush_points must be in [1, {MAX_BATCH_POINTS}]")
@@ -131,6 +133,16 @@ class MetricsClient(SenderLoop):
             target=self._run, name=f"mlbench-metrics-rank{rank}", daemon=True
         )
         self._thread.start()
+        # Progress for the heartbeat: written by log() only, read by the heartbeat thread.
+        self._progress_step = 0
+        self._progress_at = _monotonic()
+        self._heartbeat = (
+            None
+            if heartbeat_s is None
+            else HeartbeatSender(
+                self.api_url, run_id, self._headers, rank, self._progress, interval_s=heartbeat_s
+            )
+        )
 
     # ------------------------------------------------------------------ training-thread API
 
@@ -172,6 +184,7 @@ class MetricsClient(SenderLoop):
                 f"dropping invalid metric point name={name!r} step={step} epoch={epoch}",
             )
             return
+        self._progress_step, self._progress_at = step, _monotonic()
         point = {
             "name": name,
             "rank": self.rank,
@@ -265,8 +278,18 @@ class MetricsClient(SenderLoop):
             log.warning("could not read the run's state from the master: %s", one_line(str(exc)))
             return None
 
+    def mark_progress(self, step: int) -> None:
+        """The training thread is at ``step`` (heartbeat; ``log`` marks progress too)."""
+        self._progress_step, self._progress_at = max(0, int(step)), _monotonic()
+
+    def _progress(self) -> tuple[int, float]:
+        return self._progress_step, _monotonic() - self._progress_at
+
     def close(self, timeout_s: float = 10.0) -> None:
         """Send (or spool) everything, replay the spool if the master answers, stop the thread."""
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.close()
         with self._cond:
             if self._closing:
                 already = True

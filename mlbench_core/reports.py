@@ -60,6 +60,8 @@ class Reporter(Protocol):
 
     def run_state(self) -> str | None: ...
 
+    def mark_progress(self, step: int) -> None: ...
+
     def close(self, timeout_s: float = 10.0) -> None: ...
 
 
@@ -119,6 +121,9 @@ class NullReporter:
         return None
 
     def run_state(self) -> str | None:
+        return None
+
+    def mark_progress(self, step: int) -> None:
         return None
 
     def close(self, timeout_s: float = 10.0) -> None:

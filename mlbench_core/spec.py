@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import re
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mlbench_core import __version__
 
@@ -14,6 +26,9 @@ from mlbench_core import __version__
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 
+# NaN and infinities are refused: JSON has no token for them (a stored spec must be valid JSON,
+# which PostgreSQL checks), and no setting or goal is meaningful at such a value.
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Scalar = bool | int | float | str
 
 # The image built from this very release (docker/worker.Dockerfile, tag = package version), so
@@ -60,7 +75,7 @@ class Goal(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: GoalKind = Field(GoalKind.full, description="full, light or custom.")
-    value: float | None = Field(None, description="Target value; required for kind=custom.")
+    value: FiniteFloat | None = Field(None, description="Target value; required for kind=custom.")
 
     @model_validator(mode="after")
     def _value_matches_kind(self) -> Goal:
@@ -122,6 +137,23 @@ class RunSpec(BaseModel):
         3600, ge=1, le=7 * 24 * 3600, description="Hard wall-clock limit for the whole run."
     )
 
+    @field_validator("image")
+    @classmethod
+    def _printable_image(cls, value: str) -> str:
+        # An image reference has no whitespace or control characters; a NUL byte or newline
+        # would otherwise travel into pod manifests and logs.
+        if any(ch.isspace() or not ch.isprintable() for ch in value):
+            raise ValueError(f"image {value!r} contains whitespace or a control character")
+        return value
+
+    @field_validator("overrides")
+    @classmethod
+    def _finite_overrides(cls, value: dict[str, Scalar]) -> dict[str, Scalar]:
+        for key, item in value.items():
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"setting {key!r}: {item} is not a finite number")
+        return value
+
     @model_validator(mode="after")
     def _check_against_catalog(self) -> RunSpec:
         from mlbench_core.tasks import get_task
@@ -162,3 +194,93 @@ def parse_override(text: str) -> tuple[str, Scalar]:
         except ValueError:
             continue
     return key, value
+
+
+MAX_SPEC_FILE_BYTES = 1024 * 1024
+
+
+class SpecFileError(ValueError):
+    """A RunSpec file that cannot be used; the message is one line naming the file and why."""
+
+
+def load_spec_file(path: str | os.PathLike[str]) -> RunSpec:
+    """Read and validate a RunSpec from a JSON or YAML file (``.yaml``/``.yml``: YAML; else
+    JSON, then YAML). Every problem, from a missing file to a wrong field, is one
+    ``SpecFileError`` line, so the CLI and the worker can print it as it is."""
+    source = Path(path)
+    try:
+        with source.open("rb") as handle:
+            raw = handle.read(MAX_SPEC_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SpecFileError(f"cannot read spec file {source}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_SPEC_FILE_BYTES:
+        raise SpecFileError(
+            f"invalid run spec in {source}: larger than {MAX_SPEC_FILE_BYTES} bytes"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecFileError(
+            f"invalid run spec in {source}: not UTF-8 text (byte {exc.start})"
+        ) from None
+    data = _parse_spec_text(source, text)
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise SpecFileError(
+            f"invalid run spec in {source}: {kind}, not a mapping of RunSpec fields"
+        )
+    try:
+        return RunSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecFileError(f"invalid run spec in {source}: {_first_error(exc)}") from None
+
+
+def _parse_spec_text(source: Path, text: str) -> Any:
+    if source.suffix.lower() not in (".yaml", ".yml"):
+        try:
+            return json.loads(text)
+        except RecursionError:
+            raise SpecFileError(f"invalid run spec in {source}: nested too deeply") from None
+        except json.JSONDecodeError as exc:
+            if source.suffix.lower() == ".json":
+                raise SpecFileError(
+                    f"invalid run spec in {source}: not valid JSON: {exc.msg} at line {exc.lineno} "
+                    f"column {exc.colno}"
+                ) from None
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader: plain data only
+    except RecursionError:
+        raise SpecFileError(f"invalid run spec in {source}: nested too deeply") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or type(exc).__name__).split())
+        raise SpecFileError(
+            f"invalid run spec in {source}: neither JSON nor YAML: {problem}{where}"
+        ) from None
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: a spec needs none, and aliases let a few bytes expand
+    into a huge structure ("billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in a run spec", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def _first_error(exc: ValidationError) -> str:
+    """The first error as ``field: message`` (plus how many more), on one line."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    text = f"{where}: {message}" if where else message
+    if len(errors) > 1:
+        text += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
+    flat = " ".join(text.split())
+    return flat if len(flat) <= 500 else flat[:497] + "..."

@@ -88,6 +88,23 @@ class StatusUpdate(BaseModel):
     reason: str = Field("", max_length=4000)
 
 
+class Heartbeat(BaseModel):
+    """A worker's sign of life, sent every few seconds from a thread of its own, so that a
+    process that is gone, frozen or cut off is noticed by the beats stopping, and a training
+    thread that is stuck by ``idle_s`` growing (docs/reliability.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rank: int = Field(ge=0, le=65_535, description="Rank of the sending worker.")
+    step: int = Field(0, ge=0, le=2**62, description="Step of the newest metric it logged.")
+    idle_s: Finite = Field(
+        0.0, ge=0, le=1e9, description="Seconds since its training thread last logged a metric."
+    )
+    final: bool = Field(
+        False, description="This rank is done: it sends no more beats and is not waited for."
+    )
+
+
 class PhaseTimes(BaseModel):
     """Seconds spent in each phase of a training step, summed over the run (rank 0)."""
 
@@ -113,7 +130,7 @@ class RunResult(BaseModel):
     final_value: Finite | None = None
     samples_per_s: Finite = Field(0.0, ge=0)
     total_time_s: Finite = Field(0.0, ge=0)
-    steps: int = Field(0, ge=0)
+    steps: int = Field(0, ge=0, le=2**62)
     epochs: Finite = Field(0.0, ge=0)
     epochs_to_goal: Finite | None = Field(
         None, ge=0, description="Epochs trained when the goal was first met (None: not met)."
@@ -122,7 +139,10 @@ class RunResult(BaseModel):
         None, description="Best value of the goal metric seen during the run."
     )
     bytes_communicated: int = Field(
-        0, ge=0, description="Payload bytes sent by all ranks together (aggregator counts)."
+        0,
+        ge=0,
+        le=2**63 - 1,
+        description="Payload bytes sent by all ranks together (aggregator counts).",
     )
     phases: PhaseTimes = Field(default_factory=PhaseTimes)
     extra: dict[str, Finite | str | bool] = Field(

@@ -15,7 +15,7 @@ from pathlib import Path
 import platformdirs
 from pydantic import ValidationError
 
-from mlbench_core.spec import RunSpec
+from mlbench_core.spec import RunSpec, SpecFileError, load_spec_file
 
 
 class UsageError(Exception):
@@ -78,10 +78,9 @@ def load_spec(path: str | None, environ: Mapping[str, str]) -> RunSpec:
     """Read and validate the RunSpec; every problem becomes one readable ``UsageError``."""
     if path:
         try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot read spec file {path}: {exc.strerror or exc}") from None
-        source = path
+            return load_spec_file(path)  # one reader for the CLI and the worker
+        except SpecFileError as exc:
+            raise UsageError(str(exc)) from None
     else:
         text = environ.get("MLBENCH_SPEC", "")
         if not text.strip():

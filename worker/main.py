@@ -95,6 +95,44 @@ class Terminated(BaseException):
     """
 
 
+PEER_LOSS_WAIT_S = 5.0
+_PEER_LOSS = (
+    "connection closed by peer",
+    "connection reset by peer",
+    "broken pipe",
+    "socket closed",
+    "connection refused",
+)
+
+
+def lost_peer(exc: BaseException) -> bool:
+    """Whether a collective failed because another rank went away (gloo, NCCL, the store)."""
+    text = str(exc).lower()
+    return isinstance(exc, torch.distributed.DistError) or any(s in text for s in _PEER_LOSS)
+
+
+def _terminated_within(guard: _SignalGuard, seconds: float) -> bool:
+    """Wait up to ``seconds`` for the launcher's SIGTERM; True when it came."""
+    guard.armed = False  # a SIGTERM now must not raise inside the error handler
+    end = time.monotonic() + seconds
+    while not guard.received and time.monotonic() < end:
+        time.sleep(0.05)
+    return guard.received
+
+
+def heartbeat_interval(environ: Mapping[str, str]) -> float:
+    """Seconds between heartbeats: ``MLBENCH_HEARTBEAT_S`` (default 2)."""
+    raw = environ.get("MLBENCH_HEARTBEAT_S", "2")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0.1 <= value <= 60:
+        log.warning("MLBENCH_HEARTBEAT_S=%r is not a number of seconds in [0.1, 60]; using 2", raw)
+        return 2.0
+    return value
+
+
 def failure_reason(exc: BaseException) -> str:
     """One line for the run's reason: exception type and message."""
     message = one_line(str(exc), 3800)
@@ -188,7 +226,12 @@ def _run_worker(
     else:
         try:
             client = MetricsClient(
-                report.api_url, report.run_id, report.token, rank, spool_dir=data_dir / "spool"
+                report.api_url,
+                report.run_id,
+                report.token,
+                rank,
+                spool_dir=data_dir / "spool",
+                heartbeat_s=heartbeat_interval(environ),
             )
         except (OSError, ValueError) as exc:
             # Without a client the failure cannot be reported; the executor sees the exit code.
@@ -259,6 +302,7 @@ def _run_worker(
             log=client.log,
             data_dir=str(data_dir),
             should_stop=should_stop,
+            on_progress=client.mark_progress,
         )
         result = task_cls().run(ctx, config)
         log.info(
@@ -303,6 +347,12 @@ def _run_worker(
             # A collective failed because the peers were being terminated too: that is a stop,
             # not a failure of the run.
             log.warning("terminated by SIGTERM (%s): exiting", failure_reason(exc))
+            code = EXIT_TERMINATED
+            return code
+        if lost_peer(exc) and _terminated_within(guard, PEER_LOSS_WAIT_S):
+            # A peer died and the launcher is ending us: its report of which rank died is
+            # the reason; ours ("connection closed by peer") would only blame this rank.
+            log.warning("terminated after losing a peer (%s): exiting", failure_reason(exc))
             code = EXIT_TERMINATED
             return code
         reason = failure_reason(exc)

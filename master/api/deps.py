@@ -1,19 +1,30 @@
-"""FastAPI dependencies: the app's state, a session per request, and who may do what."""
+"""FastAPI dependencies: the app's state, a session per request, and who may do what.
+
+Dependencies that do no I/O are ``async def``: FastAPI runs every plain ``def`` dependency in
+its thread pool, and under load those trips cost more than the small requests themselves."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from master.auth import Principal, authenticate
 from master.executors.base import Executor
+from master.services.heartbeats import HeartbeatMonitor
 from master.settings import Settings
+
+MAX_RUN_ID = 2**31 - 1
+"""Run ids are an INTEGER column (32 bits on PostgreSQL). Bounding the path parameter turns an
+id no run can have into a 422 instead of an OverflowError in the database driver (a 500 on
+SQLite, which takes at most 64-bit integers)."""
+
+RunIdPath = Annotated[int, Path(ge=1, le=MAX_RUN_ID, description="The run's id.")]
 
 
 @dataclass
@@ -25,30 +36,41 @@ class MasterState:
     sessionmaker: sessionmaker[Session]
     executors: Mapping[str, Executor]
     admin_token: str
+    heartbeats: HeartbeatMonitor
 
 
-def get_state(request: Request) -> MasterState:
+async def get_state(request: Request) -> MasterState:
     return request.app.state.mlbench
 
 
 StateDep = Annotated[MasterState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> Settings:
+async def get_settings(state: StateDep) -> Settings:
     return state.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_executors(state: StateDep) -> Mapping[str, Executor]:
+async def get_executors(state: StateDep) -> Mapping[str, Executor]:
     return state.executors
 
 
 ExecutorsDep = Annotated[Mapping[str, Executor], Depends(get_executors)]
 
 
-def get_session(state: StateDep) -> Iterator[Session]:
+async def get_heartbeats(state: StateDep) -> HeartbeatMonitor:
+    return state.heartbeats
+
+
+HeartbeatsDep = Annotated[HeartbeatMonitor, Depends(get_heartbeats)]
+
+
+async def get_session(state: StateDep) -> AsyncIterator[Session]:
+    # Async although the session is sync: creating and closing one does no I/O once its work
+    # is committed, and a sync dependency would cost two trips through the thread pool per
+    # request (enter and exit), the largest part of a small request's cost under load.
     with state.sessionmaker() as session:
         yield session
 
@@ -76,6 +98,11 @@ def require_principal(
     if credentials is None:
         raise _unauthorized("missing bearer token (header 'Authorization: Bearer <token>')")
     principal = authenticate(session, state.admin_token, credentials.credentials)
+    # Hand the connection back before the body is read: a request waiting for its body (or
+    # for a thread to run its route) must not hold one of the pool's connections, or under
+    # load every connection is held by such requests while the threads that could finish
+    # them wait for a connection (a deadlock found by tests/reliability/test_load.py).
+    session.commit()
     if principal is None:
         raise _unauthorized("invalid token")
     return principal
@@ -84,7 +111,7 @@ def require_principal(
 PrincipalDep = Annotated[Principal, Depends(require_principal)]
 
 
-def require_admin(principal: PrincipalDep) -> Principal:
+async def require_admin(principal: PrincipalDep) -> Principal:
     if not principal.is_admin:
         raise _forbidden("this route needs the admin token; a worker token may not use it")
     return principal
@@ -99,7 +126,7 @@ def require_reader(
     return require_principal(state, session, credentials)
 
 
-def require_run_worker(run_id: int, principal: PrincipalDep) -> Principal:
+async def require_run_worker(run_id: RunIdPath, principal: PrincipalDep) -> Principal:
     """The worker token of the run in the path (metrics, result)."""
     if principal.is_admin:
         raise _forbidden(f"this route takes the worker token of run {run_id}, not the admin token")
@@ -108,7 +135,7 @@ def require_run_worker(run_id: int, principal: PrincipalDep) -> Principal:
     return principal
 
 
-def require_run_worker_or_admin(run_id: int, principal: PrincipalDep) -> Principal:
+async def require_run_worker_or_admin(run_id: RunIdPath, principal: PrincipalDep) -> Principal:
     """The worker token of the run in the path, or the admin token (status reports)."""
     if not principal.is_admin and principal.run_id != run_id:
         raise _forbidden(f"this worker token belongs to another run, not to run {run_id}")

@@ -17,6 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 T = TypeVar("T")
+INLINE_BYTES = 64 * 1024
+"""Bodies up to this size are validated on the event loop (a 200-point batch: ~0.2 ms)."""
 
 
 def json_body(adapter: TypeAdapter[T]) -> Callable[[Request], Awaitable[T]]:
@@ -25,6 +27,8 @@ def json_body(adapter: TypeAdapter[T]) -> Callable[[Request], Awaitable[T]]:
     async def parse(request: Request) -> T:
         body = await request.body()
         try:
+            if len(body) <= INLINE_BYTES:  # faster than a trip through the thread pool
+                return adapter.validate_json(body)
             return await run_in_threadpool(adapter.validate_json, body)
         except ValidationError as exc:
             errors = [

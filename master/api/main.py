@@ -8,6 +8,7 @@ from master.api.routes import (
     benchmarks,
     groups,
     health,
+    heartbeats,
     manifests,
     metrics,
     nodes,
@@ -21,6 +22,7 @@ api_router = APIRouter(prefix=API_PREFIX)
 api_router.include_router(health.router)
 api_router.include_router(benchmarks.router)
 api_router.include_router(runs.router)
+api_router.include_router(heartbeats.router)
 api_router.include_router(metrics.router)
 api_router.include_router(results.router)
 api_router.include_router(manifests.router)

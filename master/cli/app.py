@@ -19,7 +19,14 @@ from master.cli.connect import ConnectError, Connection, connect
 from master.cli.db import db_app
 from master.cli.render import render as render_command
 from master.cli.watch import follow, group_table, result_table
-from mlbench_core.spec import ExecutorKind, GoalKind, RunSpec, parse_override
+from mlbench_core.spec import (
+    ExecutorKind,
+    GoalKind,
+    RunSpec,
+    SpecFileError,
+    load_spec_file,
+    parse_override,
+)
 from mlbench_core.states import RunState
 
 app = typer.Typer(
@@ -169,8 +176,39 @@ def _build_spec(
         raise fail(str(exc), EXIT_BAD_INPUT) from None
 
 
+# Options of ``run`` that build a spec: with --spec the file holds the whole spec instead.
+_SPEC_OPTIONS = {
+    "benchmark": "BENCHMARK",
+    "workers": "--workers",
+    "overrides": "--set",
+    "goal": "--goal",
+    "goal_value": "--goal-value",
+    "name": "--name",
+    "seed": "--seed",
+    "max_duration": "--max-duration",
+    "repeat": "--repeat",
+    "executor": "--executor",
+}
+
+
+def _spec_from_file(ctx: typer.Context, path: Path) -> list[RunSpec]:
+    given = [
+        flag
+        for param, flag in _SPEC_OPTIONS.items()
+        # By name: typer may bring its own copy of click's ParameterSource enum.
+        if getattr(ctx.get_parameter_source(param), "name", "DEFAULT") != "DEFAULT"
+    ]
+    if given:
+        raise fail(f"--spec and {given[0]} do not mix: the file holds the whole spec", 2)
+    try:
+        return [load_spec_file(path)]
+    except SpecFileError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
+
+
 @app.command()
 def run(
+    ctx: typer.Context,
     benchmark: Annotated[
         str, typer.Argument(help="Benchmark id (see `mlbench benchmarks list`).")
     ] = "digits-mlp",
@@ -207,15 +245,36 @@ def run(
             show_default=False,
         ),
     ] = None,
+    spec_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--spec",
+            help="RunSpec file (JSON or YAML) holding the whole spec, instead of the "
+            "benchmark argument and the spec options.",
+            show_default=False,
+        ),
+    ] = None,
     api_url: ApiUrl = None,
     token: Token = None,
 ) -> None:
     """Start a run, follow it live and print its result. Starts a master if none is running."""
     if detach and repeat > 1:
         raise fail("--detach and --repeat do not mix: repeats run one after the other", 2)
-    specs = _build_spec(
-        benchmark, name, workers, overrides, goal, goal_value, seed, max_duration, repeat, executor
-    )
+    if spec_file is not None:
+        specs = _spec_from_file(ctx, spec_file)
+    else:
+        specs = _build_spec(
+            benchmark,
+            name,
+            workers,
+            overrides,
+            goal,
+            goal_value,
+            seed,
+            max_duration,
+            repeat,
+            executor,
+        )
     conn = _connect(api_url, token, embed=not detach)
     try:
         states = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+# RFC 6750 b64token, which every token we issue (URL-safe base64) is.
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 class ConnectError(Exception):
@@ -49,6 +52,12 @@ def master_url(api_url: str | None, settings: Settings) -> str:
 def admin_token(token: str | None, settings: Settings) -> str | None:
     """Explicit token, else MLBENCH_ADMIN_TOKEN, else the file a local master wrote."""
     if token:
+        if not _TOKEN_CHARS.fullmatch(token):
+            # Said without the token: it must not reach a terminal or a CI log.
+            raise ConnectError(
+                "the token holds characters a bearer token cannot (spaces, line breaks, "
+                "non-ASCII); check --token / MLBENCH_TOKEN"
+            )
         return token
     if settings.admin_token is not None:
         return settings.admin_token.get_secret_value()

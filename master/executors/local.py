@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -231,25 +232,59 @@ class LocalExecutor(Executor):
 
 
 def describe_exit(code: int, log_path: Path) -> str:
-    """One line: how the launcher ended plus the last meaningful line of the workers' log."""
+    """How the launcher ended, for the run's reason (after "workers exited with code N: "): the
+    rank that failed first when torchrun's summary names it (its "Root Cause" block), else the
+    last meaningful line of the workers' log."""
     if code == 0:
-        return "workers exited with code 0"
+        return "exited with code 0"
+    tail = _log_tail(log_path)
+    detail = root_cause(tail) or _last_error_line(tail)
     if code < 0:
-        head = f"workers were killed by {signal.Signals(-code).name}"
+        head = f"the launcher was killed by {signal.Signals(-code).name}"
+        return f"{head}: {detail}" if detail else head
+    return detail
+
+
+_ROOT_RANK = re.compile(r"^\s*rank\s*:\s*(\d+)")
+_ROOT_EXIT = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)\s*\(pid:\s*(\d+)\)")
+
+
+def root_cause(lines: list[str]) -> str:
+    """torchrun's first observed failure as one line, e.g. "rank 1 (pid 812) was killed by
+    SIGKILL"; "" when the log holds no such summary."""
+    try:
+        start = max(i for i, line in enumerate(lines) if line.startswith("Root Cause"))
+    except ValueError:
+        return ""
+    rank = pid = exitcode = None
+    for line in lines[start + 1 : start + 12]:
+        if (match := _ROOT_RANK.match(line)) and rank is None:
+            rank = int(match.group(1))
+        elif match := _ROOT_EXIT.match(line):
+            exitcode, pid = int(match.group(1)), int(match.group(2))
+    if rank is None or exitcode is None:
+        return ""
+    if exitcode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            how = f"was killed by signal {-exitcode}"
     else:
-        head = f"workers exited with code {code}"
-    last = _last_error_line(log_path)
-    return f"{head}: {last}" if last else head
+        how = f"exited with code {exitcode}"
+    return f"rank {rank} (pid {pid}) {how}"
 
 
-def _last_error_line(log_path: Path, tail_bytes: int = 16_384) -> str:
+def _log_tail(log_path: Path, tail_bytes: int = 16_384) -> list[str]:
     try:
         with open(log_path, "rb") as fh:
             fh.seek(0, os.SEEK_END)
             fh.seek(max(0, fh.tell() - tail_bytes))
-            lines = fh.read().decode("utf-8", "replace").splitlines()
+            return fh.read().decode("utf-8", "replace").splitlines()
     except OSError:
-        return ""
+        return []
+
+
+def _last_error_line(lines: list[str]) -> str:
     lines = [line.strip() for line in lines if line.strip()]
     for line in reversed(lines):
         if "Error" in line or "error:" in line:

@@ -80,6 +80,9 @@ def transition(session: Session, run: Run, target: RunState, reason: str) -> boo
     if not can_transition(current, target):
         log.info("run %s: refused transition %s -> %s (%s)", run.id, current, target, reason)
         return False
+    # PostgreSQL text cannot hold NUL; a reason quoting binary output (a worker's exception, a
+    # log line) must still be stored, or the run would never end.
+    reason = reason.replace("\x00", "\ufffd")
     now = utcnow()
     session.add(
         RunTransition(

@@ -55,9 +55,13 @@ class TaskContext:
     """Directory for datasets and caches shared by runs."""
     should_stop: Callable[[], bool] = field(default=lambda: False)
     """True once the run's time budget is spent; tasks check it between steps."""
+    on_progress: Callable[[int], None] = field(default=lambda step: None)
+    """Called with the step on every rank at each ``progress``: feeds the worker's heartbeat,
+    so a rank that logs no metrics of its own still shows that it trains."""
 
     def progress(self, fraction: float, step: int, epoch: float = 0.0) -> None:
         """Report overall progress in [0, 1] (rank 0 only; clients draw progress bars from it)."""
+        self.on_progress(step)
         if self.rank == 0:
             self.log("progress", min(max(fraction, 0.0), 1.0), step=step, epoch=epoch)
 

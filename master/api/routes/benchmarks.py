@@ -8,8 +8,13 @@ from master.api.deps import require_reader
 from master.schemas import BenchmarkPublic, ErrorPublic
 from mlbench_core.tasks import all_tasks, get_task
 
+# 401 when MLBENCH_AUTH_READS is set and the token is missing or wrong: documented like every
+# other read route, so clients generated from the OpenAPI document expect it.
 router = APIRouter(
-    prefix="/benchmarks", tags=["benchmarks"], dependencies=[Depends(require_reader)]
+    prefix="/benchmarks",
+    tags=["benchmarks"],
+    dependencies=[Depends(require_reader)],
+    responses={401: {"model": ErrorPublic}, 403: {"model": ErrorPublic}},
 )
 
 

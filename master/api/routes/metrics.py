@@ -7,8 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
+from pydantic import Field
 
-from master.api.deps import ReaderDep, SessionDep, SettingsDep, StateDep, WorkerDep
+from master.api.deps import ReaderDep, RunIdPath, SessionDep, SettingsDep, StateDep, WorkerDep
 from master.api.json_body import documented_body, json_body
 from master.errors import Unprocessable
 from master.schemas import (
@@ -33,6 +34,13 @@ class ExportFormat(StrEnum):
     json = "json"
 
 
+# Bounds of the integer query parameters that reach SQL: beyond them the database driver
+# overflows (a 500) where a 422 is the answer. Point ids are 64-bit, ranks those of the wire;
+# names follow the wire's pattern (PostgreSQL text cannot hold e.g. NUL).
+MAX_POINT_ID = 2**63 - 1
+Rank = Annotated[int, Field(ge=0, le=65_535)]
+MetricNameField = Annotated[str, Field(pattern=wire.METRIC_NAME_PATTERN)]
+
 BatchBody = Annotated[wire.MetricBatchDict, Depends(json_body(wire.METRIC_BATCH))]
 
 
@@ -42,7 +50,7 @@ BatchBody = Annotated[wire.MetricBatchDict, Depends(json_body(wire.METRIC_BATCH)
     openapi_extra=documented_body(wire.MetricBatch),
 )
 def post_metrics(
-    run_id: int,
+    run_id: RunIdPath,
     _worker: WorkerDep,  # before the body: a stranger's batch is not even parsed
     batch: BatchBody,
     session: SessionDep,
@@ -54,13 +62,17 @@ def post_metrics(
 
 @router.get("", responses={**_AUTH, **_NOT_FOUND})
 def get_metrics(
-    run_id: int,
+    run_id: RunIdPath,
     session: SessionDep,
     settings: SettingsDep,
     _reader: ReaderDep,
-    name: Annotated[list[str] | None, Query(description="Only these names (repeatable).")] = None,
-    rank: Annotated[list[int] | None, Query(description="Only these ranks (repeatable).")] = None,
-    cursor: Annotated[int, Query(ge=0, description="next_cursor of the last read; 0 = start.")] = 0,
+    name: Annotated[
+        list[MetricNameField] | None, Query(description="Only these names (repeatable).")
+    ] = None,
+    rank: Annotated[list[Rank] | None, Query(description="Only these ranks (repeatable).")] = None,
+    cursor: Annotated[
+        int, Query(ge=0, le=MAX_POINT_ID, description="next_cursor of the last read; 0 = start.")
+    ] = 0,
     limit: Annotated[
         int | None, Query(ge=1, description="Points to read (capped by max_points_per_read).")
     ] = None,
@@ -83,29 +95,39 @@ def get_metrics(
 
 
 @router.get("/names", responses={**_AUTH, **_NOT_FOUND})
-def get_metric_names(run_id: int, session: SessionDep, _reader: ReaderDep) -> list[MetricName]:
+def get_metric_names(
+    run_id: RunIdPath, session: SessionDep, _reader: ReaderDep
+) -> list[MetricName]:
     """The metric names of a run with their ranks and point counts."""
     return metrics.metric_names(session, run_id)
 
 
 @router.get("/series", responses={**_AUTH, **_NOT_FOUND})
 def get_series(
-    run_id: int,
+    run_id: RunIdPath,
     session: SessionDep,
     _reader: ReaderDep,
-    name: Annotated[str, Query(min_length=1, max_length=128, description="Metric name.")],
+    name: Annotated[str, Query(pattern=wire.METRIC_NAME_PATTERN, description="Metric name.")],
     rank: Annotated[
-        int | None, Query(ge=0, description="One rank; omitted: the mean over the ranks per step.")
+        Rank | None, Query(description="One rank; omitted: the mean over the ranks per step.")
     ] = None,
     x: Annotated[SeriesAxis, Query(description="What the x values are.")] = SeriesAxis.step,
     max_points: Annotated[
         int, Query(ge=4, le=series.MAX_POINTS, description="At most this many points.")
     ] = 2000,
-    x_min: Annotated[float | None, Query(description="Only points with x >= x_min.")] = None,
-    x_max: Annotated[float | None, Query(description="Only points with x <= x_max.")] = None,
+    x_min: Annotated[
+        float | None, Query(allow_inf_nan=False, description="Only points with x >= x_min.")
+    ] = None,
+    x_max: Annotated[
+        float | None, Query(allow_inf_nan=False, description="Only points with x <= x_max.")
+    ] = None,
     until_id: Annotated[
         int | None,
-        Query(ge=0, description="Read as of this point id (a last_id or next_cursor)."),
+        Query(
+            ge=0,
+            le=MAX_POINT_ID,
+            description="Read as of this point id (a last_id or next_cursor).",
+        ),
     ] = None,
 ) -> SeriesPublic:
     """One whole series for a plot, downsampled (M4) over its full or zoomed range; a range
@@ -138,7 +160,7 @@ def get_series(
     },
 )
 def export_metrics(
-    run_id: int,
+    run_id: RunIdPath,
     session: SessionDep,
     state: StateDep,
     _reader: ReaderDep,

@@ -10,6 +10,7 @@ from master.api.deps import (
     AdminDep,
     ExecutorsDep,
     ReaderDep,
+    RunIdPath,
     SessionDep,
     SettingsDep,
     WorkerOrAdminDep,
@@ -24,7 +25,7 @@ from master.schemas import (
 )
 from master.services import lifecycle, runs
 from master.services.worker_defaults import apply_worker_defaults
-from mlbench_core.spec import RunSpec
+from mlbench_core.spec import NAME_PATTERN, RunSpec
 from mlbench_core.states import RunState
 from mlbench_core.wire import StatusUpdate
 
@@ -33,6 +34,10 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 _AUTH = {401: {"model": ErrorPublic}, 403: {"model": ErrorPublic}}
 _NOT_FOUND = {404: {"model": ErrorPublic}}
 _CONFLICT = {409: {"model": ErrorPublic}}
+# Query values that reach SQL: OFFSET is a 64-bit integer and PostgreSQL text cannot hold NUL,
+# so beyond these the database driver fails (a 500) where a 422 is the answer.
+MAX_OFFSET = 2**63 - 1
+NO_NUL = r"^[^\x00]*$"
 
 
 @router.post(
@@ -64,9 +69,14 @@ def list_runs(
     _reader: ReaderDep,
     state: Annotated[list[RunState] | None, Query(description="Repeat to match several.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    group: Annotated[str | None, Query(description="Only the runs of this group.")] = None,
-    benchmark: Annotated[str | None, Query(description="Only runs of this benchmark.")] = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    group: Annotated[
+        str | None, Query(pattern=NAME_PATTERN, description="Only the runs of this group.")
+    ] = None,
+    benchmark: Annotated[
+        str | None,
+        Query(pattern=NO_NUL, max_length=128, description="Only runs of this benchmark."),
+    ] = None,
 ) -> RunsPublic:
     """Runs, newest first, each with its progress (newest metric point) and result summary."""
     items, total = runs.list_runs(session, state or [], limit, offset, group, benchmark)
@@ -84,7 +94,7 @@ def list_runs(
 
 
 @router.get("/{run_id}", responses={**_AUTH, **_NOT_FOUND})
-def get_run(run_id: int, session: SessionDep, _reader: ReaderDep) -> RunPublic:
+def get_run(run_id: RunIdPath, session: SessionDep, _reader: ReaderDep) -> RunPublic:
     return RunPublic.from_row(runs.get_run(session, run_id))
 
 
@@ -100,7 +110,7 @@ def get_run(run_id: int, session: SessionDep, _reader: ReaderDep) -> RunPublic:
     },
 )
 def stop_run(
-    run_id: int, session: SessionDep, executors: ExecutorsDep, _admin: AdminDep
+    run_id: RunIdPath, session: SessionDep, executors: ExecutorsDep, _admin: AdminDep
 ) -> RunPublic:
     """Ask the workers to end; the run is ``stopping`` until the executor reports the exit
     (a queued run is ``stopped`` at once)."""
@@ -113,7 +123,7 @@ def stop_run(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={**_AUTH, **_NOT_FOUND, **_CONFLICT},
 )
-def delete_run(run_id: int, session: SessionDep, _admin: AdminDep) -> Response:
+def delete_run(run_id: RunIdPath, session: SessionDep, _admin: AdminDep) -> Response:
     """Delete an ended run with its transitions, metrics and result."""
     runs.delete_run(session, run_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -121,7 +131,7 @@ def delete_run(run_id: int, session: SessionDep, _admin: AdminDep) -> Response:
 
 @router.post("/{run_id}/status", responses={**_AUTH, **_NOT_FOUND})
 def report_status(
-    run_id: int,
+    run_id: RunIdPath,
     update: StatusUpdate,
     session: SessionDep,
     executors: ExecutorsDep,
