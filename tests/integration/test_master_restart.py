@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -55,6 +58,10 @@ def _crash_during_run(
     first = ServedMaster(data_dir, port)
     try:
         run_id = _long_run(first, name)
+        end = time.monotonic() + 60
+        while not first.http.get(f"/api/v1/runs/{run_id}/metrics/names").json():
+            assert time.monotonic() < end, "no metric reached the first master"
+            time.sleep(0.2)  # training is under way, not still loading its data
         launcher = _launcher(data_dir / "runs" / str(run_id))
         cleanup.append(launcher)
         first.crash()
@@ -68,21 +75,50 @@ def test_new_master_reattaches_to_live_workers_and_can_stop_them(
 ) -> None:
     port = free_port()
     run_id, launcher = _crash_during_run(tmp_path, port, "survivor", workers_cleanup)
+    crashed_at = time.time()
     assert launcher.is_running(), "the workers must outlive a crashed master"
+    time.sleep(4)  # the workers train on and spool what they log
 
+    restarted_at = time.time()
     second = ServedMaster(tmp_path, port)
     try:
-        time.sleep(2)  # the workers' spooled points reach the new master meanwhile
+        time.sleep(3)  # the workers' spooled points reach the new master meanwhile
         assert second.run(run_id)["state"] == "running"
         response = second.http.post(f"/api/v1/runs/{run_id}/stop")
         assert response.status_code == 202, response.text
         run = second.wait(run_id, {"stopped", "failed", "succeeded"}, timeout_s=60)
         assert run["state"] == "stopped"
         launcher.wait(timeout=30)
-        names = second.http.get(f"/api/v1/runs/{run_id}/metrics/names").json()
-        assert {"train/loss", "val/accuracy"} <= {n["name"] for n in names}
+        points = _stored(second, run_id)
     finally:
         second.close()
+
+    # Exactly once: no point twice (a copy would match in every field, wall time included), no
+    # step missing from the loss curve, and what was logged while no master was there arrived.
+    keys = Counter((p["name"], p["rank"], p["step"], p["time"], p["value"]) for p in points)
+    assert max(keys.values()) == 1, [k for k, n in keys.items() if n > 1][:5]
+    steps = sorted(p["step"] for p in points if p["name"] == "train/loss")
+    gaps = {b - a for a, b in itertools.pairwise(steps)}
+    assert len(gaps) == 1, f"steps missing from train/loss: gaps {sorted(gaps)}"
+    assert any(crashed_at < p["time"] < restarted_at for p in points)
+    closed = [
+        line
+        for line in (tmp_path / "runs" / str(run_id) / "workers.log").read_text().splitlines()
+        if "metrics client closed" in line
+    ]
+    assert len(closed) == 2 and all("dropped_rejected=0," in line for line in closed), closed
+    assert any("spooled_batches=0," not in line for line in closed), "nothing was spooled"
+
+
+def _stored(master: ServedMaster, run_id: int) -> list[dict[str, Any]]:
+    points: list[dict[str, Any]] = []
+    cursor = 0
+    while True:
+        page = master.http.get(f"/api/v1/runs/{run_id}/metrics", params={"cursor": cursor}).json()
+        points += page["points"]
+        cursor = page["next_cursor"]
+        if not page["has_more"]:
+            return points
 
 
 def test_new_master_fails_a_run_whose_workers_died_with_the_old_one(

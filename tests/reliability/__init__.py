@@ -1,0 +1,1 @@
+"""Faults, load and recovery: the guarantees of docs/reliability.md, tested."""

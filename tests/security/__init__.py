@@ -1,0 +1,1 @@
+"""Security tests: API fuzzing, the auth matrix, tokens kept out of logs."""
