@@ -24,6 +24,17 @@ from tests.conftest import free_port
 from tests.master.conftest import RecordingExecutor, fresh_schema
 
 API = "/api/v1"
+MANIFEST = {
+    "spec": {},
+    "settings": {},
+    "seed": 0,
+    "world_size": 2,
+    "backend": "gloo",
+    "packages": {},
+    "host": {},
+    "devices": ["cpu", "cpu"],
+}
+"""A valid ``Manifest`` body of a 2-rank gloo run."""
 ADMIN_TOKEN = "security-admin-token-0123456789abcdefghijklmnop"
 
 

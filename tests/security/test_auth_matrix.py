@@ -20,7 +20,14 @@ import pytest
 
 from master import auth
 from master.auth import hash_token
-from tests.security.conftest import ADMIN_TOKEN, API, SecureMaster, bearer, secure_master
+from tests.security.conftest import (
+    ADMIN_TOKEN,
+    API,
+    MANIFEST,
+    SecureMaster,
+    bearer,
+    secure_master,
+)
 
 WRITE_METHODS = {"post", "put", "patch", "delete"}
 CREDENTIALS = ("none", "wrong", "other_worker", "own_worker", "admin")
@@ -52,17 +59,6 @@ EXPECTED: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/api/v1/runs/{run_id}/heartbeat"): dict(
         none=401, wrong=401, other_worker=403, own_worker=200, admin=403
     ),
-}
-
-MANIFEST = {
-    "spec": {},
-    "settings": {},
-    "seed": 0,
-    "world_size": 2,
-    "backend": "gloo",
-    "packages": {},
-    "host": {},
-    "devices": ["cpu", "cpu"],
 }
 
 

@@ -37,7 +37,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.master.conftest import fresh_schema
-from tests.security.conftest import ADMIN_TOKEN, API, SecureMaster, secure_master
+from tests.security.conftest import ADMIN_TOKEN, API, MANIFEST, SecureMaster, secure_master
 
 CHECKS = [
     not_a_server_error,
@@ -93,17 +93,7 @@ def _seed_run(master: SecureMaster, run_id: int) -> None:
     assert master.http.post(f"{url}/metrics", json=batch, headers=headers).status_code == 200
     result = {"goal_reached": True, "goal_metric": "loss", "time_to_goal_s": 3.0, "steps": 50}
     assert master.http.put(f"{url}/result", json=result, headers=headers).status_code == 200
-    manifest = {
-        "spec": {},
-        "settings": {},
-        "seed": 0,
-        "world_size": 2,
-        "backend": "gloo",
-        "packages": {},
-        "host": {},
-        "devices": ["cpu", "cpu"],
-    }
-    assert master.http.put(f"{url}/manifest", json=manifest, headers=headers).status_code == 200
+    assert master.http.put(f"{url}/manifest", json=MANIFEST, headers=headers).status_code == 200
 
 
 def _operations(master: SecureMaster) -> list[Any]:
