@@ -21,14 +21,12 @@ from pydantic import (
 )
 
 from mlbench_core import __version__
+from mlbench_core.wire import Finite
 
 # Run names become Kubernetes object names later, so they follow the DNS-label rules.
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 
-# NaN and infinities are refused: JSON has no token for them (a stored spec must be valid JSON,
-# which PostgreSQL checks), and no setting or goal is meaningful at such a value.
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Scalar = bool | int | float | str
 
 # The image built from this very release (docker/worker.Dockerfile, tag = package version), so
@@ -75,7 +73,8 @@ class Goal(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: GoalKind = Field(GoalKind.full, description="full, light or custom.")
-    value: FiniteFloat | None = Field(None, description="Target value; required for kind=custom.")
+    # Finite: JSON has no NaN (a stored spec must be valid JSON, which PostgreSQL checks).
+    value: Finite | None = Field(None, description="Target value; required for kind=custom.")
 
     @model_validator(mode="after")
     def _value_matches_kind(self) -> Goal:
@@ -232,7 +231,9 @@ def load_spec_file(path: str | os.PathLike[str]) -> RunSpec:
     try:
         return RunSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecFileError(f"invalid run spec in {source}: {_first_error(exc)}") from None
+        raise SpecFileError(
+            f"invalid run spec in {source}: {describe_validation_error(exc, 500)}"
+        ) from None
 
 
 def _parse_spec_text(source: Path, text: str) -> Any:
@@ -273,14 +274,18 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def _first_error(exc: ValidationError) -> str:
-    """The first error as ``field: message`` (plus how many more), on one line."""
+def describe_validation_error(exc: ValidationError, limit: int = 4000) -> str:
+    """The first pydantic error as ``field: message`` (plus how many more), on one line of at
+    most ``limit`` characters: what the CLI, the worker and the launcher step print."""
     errors = exc.errors(include_url=False)
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"])
-    message = str(first["msg"]).removeprefix("Value error, ")
-    text = f"{where}: {message}" if where else message
-    if len(errors) > 1:
-        text += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
+    if not errors:
+        text = str(exc)
+    else:
+        first = errors[0]
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        text = f"{where}: {message}" if where else message
+        if len(errors) > 1:
+            text += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
     flat = " ".join(text.split())
-    return flat if len(flat) <= 500 else flat[:497] + "..."
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

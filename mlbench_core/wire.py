@@ -95,8 +95,8 @@ class Heartbeat(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rank: int = Field(ge=0, le=65_535, description="Rank of the sending worker.")
-    step: int = Field(0, ge=0, le=2**62, description="Step of the newest metric it logged.")
+    rank: RankField = Field(description="Rank of the sending worker.")
+    step: StepField = Field(0, description="Step of the newest metric it logged.")
     idle_s: Finite = Field(
         0.0, ge=0, le=1e9, description="Seconds since its training thread last logged a metric."
     )
@@ -130,7 +130,7 @@ class RunResult(BaseModel):
     final_value: Finite | None = None
     samples_per_s: Finite = Field(0.0, ge=0)
     total_time_s: Finite = Field(0.0, ge=0)
-    steps: int = Field(0, ge=0, le=2**62)
+    steps: StepField = 0
     epochs: Finite = Field(0.0, ge=0)
     epochs_to_goal: Finite | None = Field(
         None, ge=0, description="Epochs trained when the goal was first met (None: not met)."

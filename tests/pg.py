@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
-import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+from tests.requires import missing
 
 POSTGRES_URL = os.environ.get(
     "MLBENCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -18,16 +19,8 @@ POSTGRES_URL = os.environ.get(
 
 
 def unavailable(exc: Exception) -> NoReturn:
-    """No server to test against: skip on a developer's machine, fail in CI.
-
-    The README's test command must work on a fresh machine with only Python, where no server
-    may exist; CI (``CI`` set) starts one in ``.ci/run``, so there a missing server is a defect
-    that a skip would hide.
-    """
-    message = f"no PostgreSQL server at {POSTGRES_URL}: {type(exc).__name__}: {exc}"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    """No server to test against: skip on a developer's machine, fail in CI (tests/requires.py)."""
+    missing(f"no PostgreSQL server at {POSTGRES_URL}: {type(exc).__name__}: {exc}")
 
 
 @contextmanager

@@ -16,6 +16,7 @@ import platformdirs
 from pydantic import ValidationError
 
 from mlbench_core.spec import RunSpec, SpecFileError, load_spec_file
+from mlbench_core.spec import describe_validation_error as describe_first_error
 
 
 class UsageError(Exception):
@@ -98,17 +99,7 @@ def describe_validation_error(exc: Exception) -> str:
     """The first pydantic error as ``field: message``, plus how many more there are."""
     if not isinstance(exc, ValidationError):
         return one_line(str(exc))
-    errors = exc.errors()
-    if not errors:
-        return one_line(str(exc))
-    first = errors[0]
-    where = ".".join(str(part) for part in first.get("loc", ()))
-    message = str(first.get("msg", "invalid"))
-    message = message.removeprefix("Value error, ")
-    text = f"{where}: {message}" if where else message
-    if len(errors) > 1:
-        text += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
-    return one_line(text)
+    return describe_first_error(exc)
 
 
 def read_report_env(environ: Mapping[str, str]) -> ReportEnv:

@@ -26,6 +26,10 @@ SQLite, which takes at most 64-bit integers)."""
 
 RunIdPath = Annotated[int, Path(ge=1, le=MAX_RUN_ID, description="The run's id.")]
 
+MAX_SQL_INT = 2**63 - 1
+"""Largest value of an integer query parameter that reaches SQL (point ids, cursors, OFFSET are
+64-bit): beyond it the driver overflows (a 500) where a 422 is the answer."""
+
 
 @dataclass
 class MasterState:

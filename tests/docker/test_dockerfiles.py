@@ -34,6 +34,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.conftest import free_port
+from tests.requires import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -57,10 +58,8 @@ BUILD_TOOLS = re.compile(
 
 
 def unavailable(what: str) -> NoReturn:
-    """A tool is missing: skip on a developer's machine, fail in CI (tests/pg.py's rule)."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is missing")
-    pytest.skip(f"{what} is missing")
+    """A tool is missing: skip on a developer's machine, fail in CI (tests/requires.py)."""
+    missing(f"{what} is missing")
 
 
 # -- reading a Dockerfile -------------------------------------------------------------------------

@@ -29,7 +29,6 @@ How Bokeh 3 pages look to Playwright (checked against a small ``bokeh serve`` ap
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +39,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.e2e.browser import CHROMIUM_FLAGS, INKED_PIXELS, chromium_path
+from tests.requires import missing
 from tests.served import ServedMaster
 
 try:
@@ -85,14 +85,8 @@ TABLE_ROWS = """(rows) => rows
 
 
 def unavailable(message: str) -> NoReturn:
-    """The rule of ``tests/pg.py``: skip on a developer's machine, fail in CI (``CI`` set).
-
-    The README's test command must work where only Python exists; CI installs Chromium in
-    ``.ci/run``, so there a missing browser is a defect that a skip would hide.
-    """
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    """Chromium or Playwright is missing: skip here, fail in CI (tests/requires.py)."""
+    missing(message)
 
 
 @pytest.fixture(scope="session", autouse=True)

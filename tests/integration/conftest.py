@@ -64,13 +64,17 @@ def wait_for_state(
         time.sleep(0.25)
 
 
-def _start(tmp_path: Path, database_url: str | None) -> Iterator[LiveMaster]:
+def start_live_master(
+    tmp_path: Path, database_url: str | None, **settings_: Any
+) -> Iterator[LiveMaster]:
+    """An embedded master with the real executors; ``settings_`` are further settings."""
     settings = Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
         port=free_port(),
         admin_token="integration-admin-token",
         stop_grace_s=5.0,
+        **settings_,
     )
     master = EmbeddedMaster(settings).start()
     http = httpx.Client(
@@ -86,12 +90,12 @@ def _start(tmp_path: Path, database_url: str | None) -> Iterator[LiveMaster]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def live_master(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveMaster]:
     if request.param == "sqlite":
-        yield from _start(tmp_path, None)
+        yield from start_live_master(tmp_path, None)
         return
     with fresh_database() as url:
-        yield from _start(tmp_path, url)
+        yield from start_live_master(tmp_path, url)
 
 
 @pytest.fixture
 def sqlite_master(tmp_path: Path) -> Iterator[LiveMaster]:
-    yield from _start(tmp_path, None)
+    yield from start_live_master(tmp_path, None)

@@ -12,18 +12,9 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
-
-import pytest
 
 from tests.conftest import free_port
-
-
-def cannot(message: str) -> NoReturn:
-    """This machine lacks what the test breaks: skip on a developer's machine, fail in CI."""
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+from tests.requires import missing
 
 
 def _pg_bin(name: str) -> str:
@@ -31,7 +22,7 @@ def _pg_bin(name: str) -> str:
         iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
     )
     if found is None:
-        cannot(f"no PostgreSQL server binary {name!r} on this machine")
+        missing(f"no PostgreSQL server binary {name!r} on this machine")
     return found
 
 
@@ -49,7 +40,7 @@ class PrivatePostgres:
         if os.geteuid() == 0:  # PostgreSQL refuses to run as root
             runuser = shutil.which("runuser")
             if runuser is None:
-                cannot("running as root without runuser: cannot start a private PostgreSQL")
+                missing("running as root without runuser: cannot start a private PostgreSQL")
             self._as_user = [runuser, "-u", "postgres", "--"]
             shutil.chown(root, "postgres")
         for path in (self.data, self.sockets):
@@ -116,7 +107,7 @@ class SmallDisk:
 def small_disk(path: Path, size: str) -> Iterator[SmallDisk]:
     path.mkdir(parents=True, exist_ok=True)
     if shutil.which("mount") is None:
-        cannot("no mount binary: cannot make a small or read-only disk")
+        missing("no mount binary: cannot make a small or read-only disk")
     done = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "mlbench-test", str(path)],
         capture_output=True,
@@ -124,7 +115,7 @@ def small_disk(path: Path, size: str) -> Iterator[SmallDisk]:
         check=False,
     )
     if done.returncode != 0:
-        cannot(f"cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN): {done.stderr.strip()}")
+        missing(f"cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN): {done.stderr.strip()}")
     try:
         yield SmallDisk(path, size)
     finally:

@@ -9,15 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 import pytest
 
-from master.server import EmbeddedMaster
-from master.settings import Settings
-from tests.conftest import free_port
-from tests.integration.conftest import LiveMaster, long_run_spec
-from tests.reliability.recording_master import ADMIN, bearer
+from tests.integration.conftest import LiveMaster, long_run_spec, start_live_master
 
 pytestmark = pytest.mark.slow
 
@@ -26,20 +21,7 @@ HEARTBEAT_TIMEOUT_S = 6.0
 
 @pytest.fixture
 def master(tmp_path: Path) -> Iterator[LiveMaster]:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        port=free_port(),
-        admin_token=ADMIN,
-        stop_grace_s=5.0,
-        heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S,
-    )
-    embedded = EmbeddedMaster(settings).start()
-    http = httpx.Client(base_url=embedded.url, headers=bearer(ADMIN), timeout=30)
-    try:
-        yield LiveMaster(embedded.url, settings, http)
-    finally:
-        http.close()
-        embedded.stop()
+    yield from start_live_master(tmp_path, None, heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S)
 
 
 def _run_processes(spec_path: Path) -> tuple[psutil.Process, dict[int, psutil.Process]]:

@@ -7,9 +7,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
-from pydantic import Field
 
-from master.api.deps import ReaderDep, RunIdPath, SessionDep, SettingsDep, StateDep, WorkerDep
+from master.api.deps import (
+    MAX_SQL_INT,
+    ReaderDep,
+    RunIdPath,
+    SessionDep,
+    SettingsDep,
+    StateDep,
+    WorkerDep,
+)
 from master.api.json_body import documented_body, json_body
 from master.errors import Unprocessable
 from master.schemas import (
@@ -33,13 +40,6 @@ class ExportFormat(StrEnum):
     csv = "csv"
     json = "json"
 
-
-# Bounds of the integer query parameters that reach SQL: beyond them the database driver
-# overflows (a 500) where a 422 is the answer. Point ids are 64-bit, ranks those of the wire;
-# names follow the wire's pattern (PostgreSQL text cannot hold e.g. NUL).
-MAX_POINT_ID = 2**63 - 1
-Rank = Annotated[int, Field(ge=0, le=65_535)]
-MetricNameField = Annotated[str, Field(pattern=wire.METRIC_NAME_PATTERN)]
 
 BatchBody = Annotated[wire.MetricBatchDict, Depends(json_body(wire.METRIC_BATCH))]
 
@@ -67,11 +67,13 @@ def get_metrics(
     settings: SettingsDep,
     _reader: ReaderDep,
     name: Annotated[
-        list[MetricNameField] | None, Query(description="Only these names (repeatable).")
+        list[wire.MetricNameField] | None, Query(description="Only these names (repeatable).")
     ] = None,
-    rank: Annotated[list[Rank] | None, Query(description="Only these ranks (repeatable).")] = None,
+    rank: Annotated[
+        list[wire.RankField] | None, Query(description="Only these ranks (repeatable).")
+    ] = None,
     cursor: Annotated[
-        int, Query(ge=0, le=MAX_POINT_ID, description="next_cursor of the last read; 0 = start.")
+        int, Query(ge=0, le=MAX_SQL_INT, description="next_cursor of the last read; 0 = start.")
     ] = 0,
     limit: Annotated[
         int | None, Query(ge=1, description="Points to read (capped by max_points_per_read).")
@@ -109,7 +111,8 @@ def get_series(
     _reader: ReaderDep,
     name: Annotated[str, Query(pattern=wire.METRIC_NAME_PATTERN, description="Metric name.")],
     rank: Annotated[
-        Rank | None, Query(description="One rank; omitted: the mean over the ranks per step.")
+        wire.RankField | None,
+        Query(description="One rank; omitted: the mean over the ranks per step."),
     ] = None,
     x: Annotated[SeriesAxis, Query(description="What the x values are.")] = SeriesAxis.step,
     max_points: Annotated[
@@ -125,7 +128,7 @@ def get_series(
         int | None,
         Query(
             ge=0,
-            le=MAX_POINT_ID,
+            le=MAX_SQL_INT,
             description="Read as of this point id (a last_id or next_cursor).",
         ),
     ] = None,

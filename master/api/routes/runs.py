@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from master.api.deps import (
+    MAX_SQL_INT,
     AdminDep,
     ExecutorsDep,
     ReaderDep,
@@ -34,9 +35,7 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 _AUTH = {401: {"model": ErrorPublic}, 403: {"model": ErrorPublic}}
 _NOT_FOUND = {404: {"model": ErrorPublic}}
 _CONFLICT = {409: {"model": ErrorPublic}}
-# Query values that reach SQL: OFFSET is a 64-bit integer and PostgreSQL text cannot hold NUL,
-# so beyond these the database driver fails (a 500) where a 422 is the answer.
-MAX_OFFSET = 2**63 - 1
+# PostgreSQL text cannot hold NUL: the driver would fail (a 500) where a 422 is the answer.
 NO_NUL = r"^[^\x00]*$"
 
 
@@ -69,7 +68,7 @@ def list_runs(
     _reader: ReaderDep,
     state: Annotated[list[RunState] | None, Query(description="Repeat to match several.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_SQL_INT)] = 0,
     group: Annotated[
         str | None, Query(pattern=NAME_PATTERN, description="Only the runs of this group.")
     ] = None,
