@@ -48,6 +48,7 @@ from typing import Any
 import common
 import httpx
 import load_worker as lw
+from cpu_census import CpuCensus, tree
 
 TARGET_P99_S = 0.5
 READ_BACK_TIMEOUT_S = 30.0
@@ -190,6 +191,7 @@ def run_load(params: LoadParams, served: Any, backend: str) -> dict[str, Any]:
             proc.start()
         _wait_ready(ready, results, len(procs), timeout_s=60 + 5 * len(procs))
         cpu_before = _cpu_s(master)
+        census = CpuCensus()
         start_at.value = time.time() + 0.5  # every process is past its preparation
         go.set()
         deadline = start_at.value + params.duration_s + lw.REQUEST_TIMEOUT_S + 60
@@ -200,6 +202,8 @@ def run_load(params: LoadParams, served: Any, backend: str) -> dict[str, Any]:
                 break
         master_cpu = _cpu_s(master) - cpu_before
         window = time.time() - start_at.value
+        ours = tree(os.getpid()) | ({served.pid} if served.pid else set())
+        machine = census.finish(ours, window)
         for proc in procs:  # one shared bound: a stuck process is killed below
             proc.join(timeout=max(0.1, deadline + 10 - time.time()))
     finally:
@@ -213,9 +217,11 @@ def run_load(params: LoadParams, served: Any, backend: str) -> dict[str, Any]:
     workers = [s for s in summaries if "index" in s]
     missing = len(plans) - len(workers)  # never reported: every request of theirs failed
     dashboard = next((s for s in summaries if "index" not in s), None)
-    return _report(
+    report = _report(
         params, backend, served, runs, plans, workers, dashboard, master_cpu, window, missing
     )
+    report["machine"] = machine
+    return report
 
 
 def _report(
@@ -440,6 +446,17 @@ def _print_step(result: dict[str, Any]) -> None:
         f" | {'held' if result['sustained'] else 'did not hold'}",
         flush=True,
     )
+    machine = result.get("machine")
+    if machine:
+        others = ", ".join(f"{o['cmd'][:40]} {o['cpu_s']} s" for o in machine["top_others"])
+        print(
+            f"    machine: {machine['machine_busy_cpu_s']} CPU-s busy of"
+            f" {machine['cores']} x {machine['window_s']} s, {machine['iowait_s']} s"
+            f" waiting for I/O; master {result['master_cpu_s']} s,"
+            f" postgres {machine['postgres_cpu_s']} s, other processes"
+            f" {machine['others_cpu_s']} s{': ' + others if others else ''}",
+            flush=True,
+        )
 
 
 def print_table(results: list[dict[str, Any]]) -> None:

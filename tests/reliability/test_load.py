@@ -47,7 +47,12 @@ def check(result: dict[str, Any]) -> None:
     assert result["points_stored"] == expected, result["mismatched_runs"]
     assert result["checksum_stored"] == result["checksum_expected"]
     assert result["exactly_once"]
-    assert result["latency_ms"]["p99"] < 500, (result["latency_ms"], result["service_ms"])
+    # A latency bound on a shared machine: the census says what else took the CPU meanwhile.
+    assert result["latency_ms"]["p99"] < 500, (
+        result["latency_ms"],
+        result["service_ms"],
+        result["machine"],
+    )
 
 
 @pytest.mark.slow
