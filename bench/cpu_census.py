@@ -22,6 +22,11 @@ def _iowait_s() -> float:
     return getattr(psutil.cpu_times(), "iowait", 0.0)
 
 
+def _steal_s() -> float:
+    """Time the hypervisor ran another guest on our virtual CPUs: a slow shared host."""
+    return getattr(psutil.cpu_times(), "steal", 0.0)
+
+
 def _per_process() -> dict[tuple[int, float], tuple[float, str]]:
     """CPU seconds so far per process, keyed by (pid, create time) so a reused pid differs."""
     out: dict[tuple[int, float], tuple[float, str]] = {}
@@ -42,6 +47,7 @@ class CpuCensus:
 
     before_busy: float = field(default_factory=_busy_s)
     before_iowait: float = field(default_factory=_iowait_s)
+    before_steal: float = field(default_factory=_steal_s)
     before: dict[tuple[int, float], tuple[float, str]] = field(default_factory=_per_process)
 
     def finish(self, ours: set[int], window_s: float, min_s: float = 0.5) -> dict[str, Any]:
@@ -64,6 +70,7 @@ class CpuCensus:
             "window_s": round(window_s, 1),
             "machine_busy_cpu_s": round(busy, 1),
             "iowait_s": round(_iowait_s() - self.before_iowait, 1),
+            "steal_s": round(_steal_s() - self.before_steal, 1),
             "cores": psutil.cpu_count() or 1,
             "postgres_cpu_s": round(database, 1),
             "others_cpu_s": round(sum(u for u, _, _ in others), 1),

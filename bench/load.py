@@ -452,7 +452,8 @@ def _print_step(result: dict[str, Any]) -> None:
         print(
             f"    machine: {machine['machine_busy_cpu_s']} CPU-s busy of"
             f" {machine['cores']} x {machine['window_s']} s, {machine['iowait_s']} s"
-            f" waiting for I/O; master {result['master_cpu_s']} s,"
+            f" waiting for I/O, {machine['steal_s']} s stolen by the host;"
+            f" master {result['master_cpu_s']} s,"
             f" postgres {machine['postgres_cpu_s']} s, other processes"
             f" {machine['others_cpu_s']} s{': ' + others if others else ''}",
             flush=True,

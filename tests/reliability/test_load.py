@@ -9,9 +9,14 @@ each batch's planned send time.
 
 The issue asks for 5 batches/s per worker (32,000 points/s) for 60 s. On the 2-core machines
 CI runs on, the master (one process, one GIL) sustains about a quarter of that next to its 32
-clients (docs/reliability.md, "Load"; bench/README.md), so CI runs the issue's shape at the
-rate these machines hold, for 30 s: ``MLBENCH_LOAD_RATE`` and ``MLBENCH_LOAD_DURATION_S`` set
-the issue's figures (``MLBENCH_LOAD_RATE=5 MLBENCH_LOAD_DURATION_S=60``) on a larger machine.
+clients (docs/reliability.md, "Load"; bench/README.md), so CI runs the issue's shape and
+duration at 0.5 batches/s per worker (3,200 points/s): about half of what PostgreSQL holds on
+an idle machine, because CI's shared virtual machines have run the whole suite 1.7 times
+slower than an idle one. The full 60 s matters as much: one stall of the host moves the p99
+of a short run (a 0.8 s stall is 1% of 30 s of batches, 1.1 s is needed at 60 s). On failure
+the message carries the machine's CPU census (bench/cpu_census.py): what else ran, I/O wait
+and the time the host stole. ``MLBENCH_LOAD_RATE`` and ``MLBENCH_LOAD_DURATION_S`` set the
+issue's figures (``MLBENCH_LOAD_RATE=5``) on a larger machine.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import load
 from servers import mlbench_master
 
-DURATION_S = float(os.environ.get("MLBENCH_LOAD_DURATION_S", "30"))
-RATE = float(os.environ.get("MLBENCH_LOAD_RATE", "0.625"))
+DURATION_S = float(os.environ.get("MLBENCH_LOAD_DURATION_S", "60"))
+RATE = float(os.environ.get("MLBENCH_LOAD_RATE", "0.5"))
 PARAMS = load.LoadParams(workers=32, points=200, rate=RATE, duration_s=DURATION_S)
 
 
