@@ -50,6 +50,13 @@ class CpuCensus:
     before_steal: float = field(default_factory=_steal_s)
     before: dict[tuple[int, float], tuple[float, str]] = field(default_factory=_per_process)
 
+    def used_s(self, pid: int) -> float:
+        """CPU seconds process ``pid`` used since the census began."""
+        proc = psutil.Process(pid)
+        times = proc.cpu_times()
+        before = self.before.get((pid, proc.create_time()), (0.0, ""))[0]
+        return times.user + times.system - before
+
     def finish(self, ours: set[int], window_s: float, min_s: float = 0.5) -> dict[str, Any]:
         """PostgreSQL's processes are counted apart: on that backend they serve the load."""
         busy = _busy_s() - self.before_busy

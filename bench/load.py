@@ -148,8 +148,6 @@ def master_for(backend: str, postgres_url: str | None) -> Iterator[Any]:
 def run_load(params: LoadParams, served: Any, backend: str) -> dict[str, Any]:
     """One load against the master ``served`` (``servers.Served``): create the runs, start
     the worker and dashboard processes, collect what they measured, read every run back."""
-    import psutil
-
     runs_needed = -(-params.workers // params.ranks_per_run)
     runs = create_runs(served.url, served.data_dir, runs_needed)
     time_base = time.time()
@@ -184,13 +182,11 @@ def run_load(params: LoadParams, served: Any, backend: str) -> dict[str, Any]:
                 target=lw.run_dashboard, args=(dash, results, ready, go, start_at), daemon=True
             )
         )
-    master = psutil.Process(served.pid) if served.pid else None
     summaries: list[dict[str, Any]] = []
     try:
         for proc in procs:
             proc.start()
         _wait_ready(ready, results, len(procs), timeout_s=60 + 5 * len(procs))
-        cpu_before = _cpu_s(master)
         census = CpuCensus()
         start_at.value = time.time() + 0.5  # every process is past its preparation
         go.set()
@@ -200,7 +196,7 @@ def run_load(params: LoadParams, served: Any, backend: str) -> dict[str, Any]:
                 summaries.append(results.get(timeout=max(0.1, deadline - time.time())))
             except queue.Empty:
                 break
-        master_cpu = _cpu_s(master) - cpu_before
+        master_cpu = census.used_s(served.pid) if served.pid else 0.0
         window = time.time() - start_at.value
         ours = tree(os.getpid()) | ({served.pid} if served.pid else set())
         machine = census.finish(ours, window)
@@ -361,13 +357,6 @@ def _wait_ready(ready: Any, results: Any, count: int, timeout_s: float) -> None:
             seen += 1
         except Exception:  # queue.Empty: look again
             continue
-
-
-def _cpu_s(proc: Any) -> float:
-    if proc is None:
-        return 0.0
-    times = proc.cpu_times()
-    return times.user + times.system
 
 
 def load_on(backend: str, params: LoadParams, postgres_url: str | None = None) -> dict[str, Any]:

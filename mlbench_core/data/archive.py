@@ -26,7 +26,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from mlbench_core.data.errors import DataFormatError, DatasetUnavailable
+from mlbench_core.data.errors import DataFormatError, DatasetUnavailable, one_line
 
 __all__ = ["MARKER", "UnsafeArchive", "extract"]
 
@@ -136,13 +136,13 @@ def _extract_tar(src: Path, root: Path) -> None:
             while tar.fileobj is not None and tar.fileobj.read(1 << 20):
                 pass
     except tarfile.FilterError as exc:
-        raise UnsafeArchive(f"{src}: refusing member: {_one_line(exc)}") from exc
+        raise UnsafeArchive(f"{src}: refusing member: {one_line(exc)}") from exc
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
-        raise DataFormatError(f"{src}: not a readable tar archive: {_one_line(exc)}") from exc
+        raise DataFormatError(f"{src}: not a readable tar archive: {one_line(exc)}") from exc
     except OSError as exc:
         if not _is_decode_error(exc):
             raise
-        raise DataFormatError(f"{src}: not a readable tar archive: {_one_line(exc)}") from exc
+        raise DataFormatError(f"{src}: not a readable tar archive: {one_line(exc)}") from exc
 
 
 def _extract_zip(src: Path, root: Path) -> None:
@@ -165,7 +165,7 @@ def _extract_zip(src: Path, root: Path) -> None:
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
         # zlib.error: a damaged deflate stream (before the CRC check could say "Bad CRC");
         # NotImplementedError: a compression method zipfile lacks.
-        raise DataFormatError(f"{src}: not a readable zip archive: {_one_line(exc)}") from exc
+        raise DataFormatError(f"{src}: not a readable zip archive: {one_line(exc)}") from exc
 
 
 def _extract_bz2(src: Path, root: Path) -> None:
@@ -174,19 +174,14 @@ def _extract_bz2(src: Path, root: Path) -> None:
         with bz2.open(src, "rb") as fin, target.open("wb") as fout:
             shutil.copyfileobj(fin, fout, _CHUNK)
     except EOFError as exc:
-        raise DataFormatError(f"{src}: truncated bzip2 file: {_one_line(exc)}") from exc
+        raise DataFormatError(f"{src}: truncated bzip2 file: {one_line(exc)}") from exc
     except OSError as exc:
         if not _is_decode_error(exc):
             raise
-        raise DataFormatError(f"{src}: not a readable bzip2 file: {_one_line(exc)}") from exc
+        raise DataFormatError(f"{src}: not a readable bzip2 file: {one_line(exc)}") from exc
 
 
 def _is_decode_error(exc: OSError) -> bool:
     # Decompressors raise OSError without an errno for bad data; a full disk or a permission
     # problem carries one and must surface as what it is.
     return exc.errno is None
-
-
-def _one_line(exc: BaseException) -> str:
-    """An exception's text on one line: tarfile lists every method it tried, line by line."""
-    return " ".join(str(exc).split()) or type(exc).__name__

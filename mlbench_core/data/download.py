@@ -27,7 +27,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from mlbench_core import __version__
 from mlbench_core.data.archive import extract
-from mlbench_core.data.errors import ChecksumMismatch, DatasetUnavailable
+from mlbench_core.data.errors import ChecksumMismatch, DatasetUnavailable, one_line
 
 __all__ = ["OFFLINE_ENV", "ChecksumMismatch", "DatasetUnavailable", "extract", "fetch", "offline"]
 
@@ -170,12 +170,12 @@ def _failure_line(dest: Path, url: str, exc: BaseException) -> str:
     where = f"{dest.name} is not in {dest.parent} and downloading it from {url} failed"
     if isinstance(exc, httpx.ConnectError):
         return (
-            f"{where}: cannot connect ({_one_line(exc)}); this machine appears to be offline - "
+            f"{where}: cannot connect ({one_line(exc)}); this machine appears to be offline - "
             f"copy {dest.name} into {dest.parent} by hand"
         )
     if isinstance(exc, httpx.HTTPStatusError):
         return f"{where}: the server answered HTTP {exc.response.status_code}"
-    return f"{where}: {type(exc).__name__}: {_one_line(exc)}"
+    return f"{where}: {type(exc).__name__}: {one_line(exc)}"
 
 
 def _verify_in_place(
@@ -285,7 +285,3 @@ def _check_hex(value: str | None, length: int, what: str) -> str | None:
     if len(value) != length or not _HEX.match(value):
         raise ValueError(f"{what} must be {length} hex digits, got {value!r}")
     return value
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

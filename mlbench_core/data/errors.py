@@ -13,3 +13,8 @@ class ChecksumMismatch(DatasetUnavailable):
 
 class DataFormatError(ValueError):
     """A data file exists but is not in the expected format (shape, labels, line counts...)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's text on one line (tarfile, for one, lists every method it tried)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

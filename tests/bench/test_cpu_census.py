@@ -24,6 +24,7 @@ def test_a_busy_outsider_is_named_and_our_own_tree_is_not() -> None:
         time.sleep(2.5)
         outside = census.finish({os.getpid()}, time.monotonic() - start)
         inside = census.finish(tree(os.getpid()), time.monotonic() - start)
+        spinner_used = census.used_s(spinner.pid)
     finally:
         spinner.kill()
         spinner.wait()
@@ -32,3 +33,4 @@ def test_a_busy_outsider_is_named_and_our_own_tree_is_not() -> None:
     assert outside["others_cpu_s"] >= 1.0
     assert outside["machine_busy_cpu_s"] >= 1.0
     assert spinner.pid not in [o["pid"] for o in inside["top_others"]], inside
+    assert 1.0 <= spinner_used <= outside["machine_busy_cpu_s"] + 0.5

@@ -48,6 +48,20 @@ def long_run_spec(name: str) -> dict[str, Any]:
     }
 
 
+def all_points(http: httpx.Client, run_id: int) -> list[dict[str, Any]]:
+    """Every stored point of the run, read through the cursor API page by page."""
+    points: list[dict[str, Any]] = []
+    cursor = 0
+    while True:
+        page = http.get(f"/api/v1/runs/{run_id}/metrics", params={"cursor": cursor})
+        assert page.status_code == 200, page.text
+        body = page.json()
+        points += body["points"]
+        cursor = body["next_cursor"]
+        if not body["has_more"]:
+            return points
+
+
 def wait_for_state(
     http: httpx.Client, run_id: int, states: set[str], timeout_s: float
 ) -> dict[str, Any]:

@@ -8,13 +8,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 
 from tests.conftest import free_port
-from tests.integration.conftest import long_run_spec
+from tests.integration.conftest import all_points, long_run_spec
 from tests.served import ServedMaster
 
 pytestmark = pytest.mark.slow
@@ -89,7 +88,7 @@ def test_new_master_reattaches_to_live_workers_and_can_stop_them(
         run = second.wait(run_id, {"stopped", "failed", "succeeded"}, timeout_s=60)
         assert run["state"] == "stopped"
         launcher.wait(timeout=30)
-        points = _stored(second, run_id)
+        points = all_points(second.http, run_id)
     finally:
         second.close()
 
@@ -108,17 +107,6 @@ def test_new_master_reattaches_to_live_workers_and_can_stop_them(
     ]
     assert len(closed) == 2 and all("dropped_rejected=0," in line for line in closed), closed
     assert any("spooled_batches=0," not in line for line in closed), "nothing was spooled"
-
-
-def _stored(master: ServedMaster, run_id: int) -> list[dict[str, Any]]:
-    points: list[dict[str, Any]] = []
-    cursor = 0
-    while True:
-        page = master.http.get(f"/api/v1/runs/{run_id}/metrics", params={"cursor": cursor}).json()
-        points += page["points"]
-        cursor = page["next_cursor"]
-        if not page["has_more"]:
-            return points
 
 
 def test_new_master_fails_a_run_whose_workers_died_with_the_old_one(

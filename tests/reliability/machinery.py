@@ -96,6 +96,13 @@ class SmallDisk:
     def _mount(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
 
+    def resize(self, size: str) -> None:
+        """Grow (or shrink) the tmpfs in place: space freed, as an operator would."""
+        done = self._mount("-o", f"remount,size={size}", str(self.path))
+        if done.returncode != 0:
+            raise RuntimeError(f"resize failed: {done.stderr.strip()}")
+        self.size = size
+
     def read_only(self, on: bool) -> None:
         mode = "ro" if on else "rw"
         done = self._mount("-o", f"remount,{mode},size={self.size}", str(self.path))
@@ -120,16 +127,3 @@ def small_disk(path: Path, size: str) -> Iterator[SmallDisk]:
         yield SmallDisk(path, size)
     finally:
         subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
-
-
-def resize(disk: SmallDisk, size: str) -> None:
-    """Grow (or shrink) the tmpfs in place: space freed, as an operator would."""
-    done = subprocess.run(
-        ["mount", "-o", f"remount,size={size}", str(disk.path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"resize failed: {done.stderr.strip()}")
-    disk.size = size

@@ -14,7 +14,8 @@ import httpx
 from master.server import EmbeddedMaster
 from master.settings import Settings
 from tests.conftest import free_port
-from tests.master.conftest import RecordingExecutor
+from tests.integration.conftest import all_points
+from tests.master.conftest import RecordingExecutor, bearer
 
 ADMIN = "reliability-admin-token"
 
@@ -45,20 +46,7 @@ class Served:
 
     def stored(self, run_id: int) -> list[dict[str, Any]]:
         """Every stored point of the run, read with cursors."""
-        points: list[dict[str, Any]] = []
-        cursor = 0
-        while True:
-            page = self.http.get(f"/api/v1/runs/{run_id}/metrics", params={"cursor": cursor})
-            assert page.status_code == 200, page.text
-            body = page.json()
-            points += body["points"]
-            cursor = body["next_cursor"]
-            if not body["has_more"]:
-                return points
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+        return all_points(self.http, run_id)
 
 
 def batch(first_step: int, n: int, name: str = "load/x") -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlbench_core.metrics_client import MetricsClient
-from tests.reliability.machinery import private_postgres, resize, small_disk
+from tests.reliability.machinery import private_postgres, small_disk
 from tests.reliability.recording_master import Served, batch, served
 
 pytestmark = pytest.mark.slow
@@ -113,7 +113,7 @@ def test_a_full_disk_refuses_writes_clearly_and_keeps_serving_reads(tmp_path: Pa
         assert series.status_code == 200
 
         # Space freed: the same batch goes through, and nothing was lost on the way.
-        resize(disk, "64m")
+        disk.resize("64m")
         retry = master.post_batch(run_id, token, batch(stored, 2000))
         assert retry.status_code == 200, retry.text
         points = master.stored(run_id)

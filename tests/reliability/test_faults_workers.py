@@ -12,7 +12,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.integration.conftest import LiveMaster, long_run_spec, start_live_master
+from tests.integration.conftest import LiveMaster, all_points, long_run_spec, start_live_master
 
 pytestmark = pytest.mark.slow
 
@@ -48,14 +48,7 @@ def _training(master: LiveMaster, name: str) -> tuple[int, psutil.Process, dict[
 
 
 def _points(master: LiveMaster, run_id: int) -> list[tuple[Any, ...]]:
-    points: list[tuple[Any, ...]] = []
-    cursor = 0
-    while True:
-        page = master.http.get(f"/api/v1/runs/{run_id}/metrics", params={"cursor": cursor}).json()
-        points += [(p["name"], p["rank"], p["step"], p["value"]) for p in page["points"]]
-        cursor = page["next_cursor"]
-        if not page["has_more"]:
-            return points
+    return [(p["name"], p["rank"], p["step"], p["value"]) for p in all_points(master.http, run_id)]
 
 
 def _ended(master: LiveMaster, run_id: int, since: float, within_s: float) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, inspect
 from master.server import EmbeddedMaster
 from master.settings import Settings
 from tests.conftest import free_port
-from tests.master.conftest import RecordingExecutor, fresh_schema
+from tests.master.conftest import RecordingExecutor, bearer, fresh_schema
 
 API = "/api/v1"
 MANIFEST = {
@@ -36,10 +36,6 @@ MANIFEST = {
 }
 """A valid ``Manifest`` body of a 2-rank gloo run."""
 ADMIN_TOKEN = "security-admin-token-0123456789abcdefghijklmnop"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @dataclass
